@@ -1,0 +1,1 @@
+"""Command handling: eventsourcing Applications, ports for the outside world."""

@@ -1,0 +1,48 @@
+"""ThePlaylist: the one event-sourced application that every command goes through.
+
+All aggregates share one event store, so the log has one global order that the
+projectors follow and auditors read. The commands are grouped by subject in
+mixins (``application.users``, ``application.sessions``...), one public method
+per command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from uuid import UUID
+
+from eventsourcing.application import Application
+from eventsourcing.utils import EnvType
+
+from application.context import Rules
+from application.ports import Clock, PasswordHasher, PersonalDataVault
+from application.sessions import SessionCommands
+from application.unit_of_work import CommandRunner
+
+
+class ThePlaylist(SessionCommands, Application[UUID]):
+    """The write side. Build it with :func:`infrastructure.bootstrap.build`."""
+
+    name = "ThePlaylist"
+
+    def __init__(
+        self,
+        env: EnvType,
+        *,
+        clock: Clock,
+        hasher: PasswordHasher,
+        vault: PersonalDataVault,
+        rules: Rules,
+        on_commit: Callable[[int], None] | None = None,
+    ) -> None:
+        super().__init__(env)
+        self._clock = clock
+        self._hasher = hasher
+        self._vault = vault
+        self._rules = rules
+        self._runner = CommandRunner(self, rules.command_attempts, on_commit)
+
+    @property
+    def head(self) -> int:
+        """The position of the last event in the log (0 when empty)."""
+        return self._runner.head()

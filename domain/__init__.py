@@ -1,0 +1,1 @@
+"""The domain model: aggregates, their events and invariants. Pure Python, no I/O."""

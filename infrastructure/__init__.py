@@ -1,0 +1,1 @@
+"""Adapters: event store configuration, databases, crypto, tokens, settings."""

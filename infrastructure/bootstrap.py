@@ -1,0 +1,158 @@
+"""The composition root: the one place that picks adapters and wires the layers.
+
+Called from the ASGI lifespans and the CLI, never at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from eventsourcing.postgres import PostgresApplicationRecorder
+from sqlalchemy import Engine
+
+from application.app import ThePlaylist
+from application.context import Rules
+from domain.users import AccountRules
+from infrastructure.clock import SystemClock
+from infrastructure.database import create_database_engine
+from infrastructure.eventstore import event_store_env
+from infrastructure.passwords import Argon2PasswordHasher
+from infrastructure.settings import Settings
+from infrastructure.tokens import AccessTokens
+from infrastructure.vault import SqlPersonalDataVault
+from infrastructure.wakeup import Broadcast, PostgresListener
+from projections.projector import Projector
+from projections.queries.positions import PositionQueries
+from projections.queries.sessions import SessionQueries
+from projections.queries.users import UserQueries
+from projections.runner import ProjectionRunner, create_read_models
+from projections.sessions import SessionsProjector
+from projections.users import UsersProjector
+from projections.worker import ProjectionWorker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Queries:
+    """The read side's query objects."""
+
+    users: UserQueries
+    sessions: SessionQueries
+    positions: PositionQueries
+
+
+@dataclass
+class Container:
+    """Everything a process needs, built once from settings."""
+
+    settings: Settings
+    app: ThePlaylist
+    read_engine: Engine
+    vault_engine: Engine
+    clock: SystemClock
+    tokens: AccessTokens
+    queries: Queries
+    projectors: list[Projector]
+    broadcast: Broadcast
+    _worker: ProjectionWorker | None = field(default=None, repr=False)
+    _listener: PostgresListener | None = field(default=None, repr=False)
+
+    def runners(self) -> list[ProjectionRunner]:
+        """A runner per projector, over this container's event store."""
+        return [
+            ProjectionRunner(
+                projector,
+                self.read_engine,
+                self.app.recorder,
+                self.app.mapper,
+                batch_size=self.settings.projection_batch_size,
+            )
+            for projector in self.projectors
+        ]
+
+    def start_projections(self) -> None:
+        """Run the projectors in background threads of this process."""
+        if self._worker is not None:
+            return
+        runners = self.runners()
+        self._worker = ProjectionWorker(
+            runners,
+            [self.broadcast.subscribe() for _ in runners],
+            self.settings.projection_poll_interval_seconds,
+        )
+        recorder = self.app.recorder
+        if isinstance(recorder, PostgresApplicationRecorder):
+            pg = self.settings.postgres_parts()
+            self._listener = PostgresListener(
+                {k: pg[k] for k in ("host", "port", "dbname", "user", "password")},
+                recorder.channel_name,
+                self.broadcast,
+            )
+            self._listener.start()
+        self._worker.start()
+
+    def close(self) -> None:
+        """Stop the projectors and release every connection."""
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
+        self.app.close()
+        self.read_engine.dispose()
+        self.vault_engine.dispose()
+
+
+def build(settings: Settings) -> Container:
+    """Build the container: event store, read models, vault, tokens, projectors."""
+    clock = SystemClock()
+    read_engine = create_database_engine(settings, "readmodels")
+    vault_engine = create_database_engine(settings, "vault", pool_size=2)
+    create_read_models(read_engine)
+    vault = SqlPersonalDataVault(vault_engine)
+    broadcast = Broadcast()
+    app = ThePlaylist(
+        event_store_env(settings),
+        clock=clock,
+        hasher=Argon2PasswordHasher(
+            settings.argon2_time_cost,
+            settings.argon2_memory_cost_kib,
+            settings.argon2_parallelism,
+        ),
+        vault=vault,
+        rules=Rules(
+            accounts=AccountRules(
+                username_min=settings.username_min_length,
+                username_max=settings.username_max_length,
+                username_pattern=settings.username_pattern,
+                email_max=settings.email_max_length,
+                password_min=settings.password_min_length,
+                password_max=settings.password_max_length,
+            ),
+            refresh_token_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
+            command_attempts=settings.command_retry_attempts,
+        ),
+        # Projectors in this process hear of commits at once, even on SQLite.
+        on_commit=lambda _position: broadcast.set(),
+    )
+    return Container(
+        settings=settings,
+        app=app,
+        read_engine=read_engine,
+        vault_engine=vault_engine,
+        clock=clock,
+        tokens=AccessTokens(
+            settings.signing_key(), timedelta(seconds=settings.access_token_ttl_seconds)
+        ),
+        queries=Queries(
+            users=UserQueries(read_engine),
+            sessions=SessionQueries(read_engine),
+            positions=PositionQueries(read_engine),
+        ),
+        projectors=[UsersProjector(vault), SessionsProjector()],
+        broadcast=broadcast,
+    )

@@ -1,0 +1,56 @@
+"""SQLAlchemy engines for the read models (and the key vault), same kind as the event store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL
+
+from infrastructure.settings import Settings
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers run while a projector writes; secure_delete zeroes freed
+    # pages, so deleted personal data does not linger in the file.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA secure_delete=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def create_database_engine(settings: Settings, name: str, *, pool_size: int = 5) -> Engine:
+    """An engine for one store (``readmodels``, ``vault``).
+
+    SQLite: one file per store under the data dir. PostgreSQL: the configured
+    database, with ``search_path`` set to the configured schema.
+    """
+    if not settings.uses_postgres:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        path = (settings.data_dir / f"{name}.sqlite3").resolve()
+        engine = create_engine(
+            f"sqlite+pysqlite:///{path}",
+            pool_size=pool_size,
+            connect_args={"check_same_thread": False, "timeout": 30},
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    pg = settings.postgres_parts()
+    url = URL.create(
+        "postgresql+psycopg",
+        username=pg["user"] or None,
+        password=pg["password"] or None,
+        host=pg["host"],
+        port=int(pg["port"]),
+        database=pg["dbname"],
+    )
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size * 2,
+        pool_pre_ping=True,
+        connect_args={"options": f"-csearch_path={settings.database_schema}"},
+    )

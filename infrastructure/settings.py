@@ -1,0 +1,147 @@
+"""The one settings object: environment variables prefixed ``THEPLAYLIST_`` (and ``.env``).
+
+A bad value stops start-up with a message naming the setting. In production
+mode, unsafe defaults are refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_MIN_SECRET_LENGTH = 32
+
+
+class Settings(BaseSettings):
+    """Every setting of ThePlaylist, validated."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="THEPLAYLIST_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    data_dir: Path = Path("./var")
+    database_url: str | None = None
+    database_schema: str = Field("public", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    storage: Literal["disk", "s3"] = "disk"
+    s3_endpoint_url: str | None = None
+    s3_bucket: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+
+    secret_key: SecretStr | None = None
+    production: bool = False
+    cookie_secure: bool = True
+    cookie_samesite: Literal["lax", "strict", "none"] = "lax"
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    access_token_ttl_seconds: int = Field(900, ge=30)
+    access_token_renew_within_seconds: int = Field(300, ge=0)
+    refresh_token_ttl_seconds: int = Field(30 * 24 * 3600, ge=60)
+
+    username_min_length: int = Field(3, ge=1)
+    username_max_length: int = Field(32, ge=1, le=128)
+    username_pattern: str = r"^[A-Za-z0-9_.-]+$"
+    email_max_length: int = Field(254, ge=6)
+    password_min_length: int = Field(8, ge=1)
+    password_max_length: int = Field(256, ge=8, le=4096)
+
+    argon2_time_cost: int = Field(3, ge=1)
+    argon2_memory_cost_kib: int = Field(65536, ge=8)
+    argon2_parallelism: int = Field(4, ge=1)
+
+    max_track_bytes: int = Field(104_857_600, ge=1)
+    max_json_body_bytes: int = Field(1_048_576, ge=1024)
+    page_limit_default: int = Field(20, ge=1)
+    page_limit_max: int = Field(100, ge=1)
+
+    command_retry_attempts: int = Field(8, ge=1, le=100)
+    projection_batch_size: int = Field(500, ge=1, le=100_000)
+    projection_poll_interval_seconds: float = Field(0.05, gt=0, le=10)
+    min_position_wait_seconds: float = Field(5.0, ge=0, le=60)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"postgresql", "postgres"} or not parts.hostname:
+            raise ValueError("must be a postgresql://user:password@host:port/dbname URL")
+        if not parts.path.strip("/"):
+            raise ValueError("must name a database: postgresql://.../dbname")
+        return value
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.page_limit_default > self.page_limit_max:
+            raise ValueError("THEPLAYLIST_PAGE_LIMIT_DEFAULT must not exceed PAGE_LIMIT_MAX")
+        if self.storage == "s3" and not self.s3_bucket:
+            raise ValueError("THEPLAYLIST_S3_BUCKET is required when THEPLAYLIST_STORAGE=s3")
+        if self.production:
+            key = self.secret_key.get_secret_value() if self.secret_key else ""
+            if len(key) < _MIN_SECRET_LENGTH or len(set(key)) < 10:
+                raise ValueError(
+                    "THEPLAYLIST_SECRET_KEY is required in production: at least "
+                    f"{_MIN_SECRET_LENGTH} random characters"
+                )
+            if not self.cookie_secure:
+                raise ValueError("THEPLAYLIST_COOKIE_SECURE=false is refused in production")
+            if self.database_url is None:
+                raise ValueError("THEPLAYLIST_DATABASE_URL is required in production")
+        return self
+
+    @property
+    def uses_postgres(self) -> bool:
+        """True when the event store and read models live in PostgreSQL."""
+        return self.database_url is not None
+
+    def postgres_parts(self) -> dict[str, str]:
+        """Host, port, database, user and password from the database URL."""
+        if self.database_url is None:
+            raise ValueError("no THEPLAYLIST_DATABASE_URL")
+        parts = urlsplit(self.database_url)
+        return {
+            "host": parts.hostname or "127.0.0.1",
+            "port": str(parts.port or 5432),
+            "dbname": unquote(parts.path.lstrip("/")),
+            "user": unquote(parts.username or ""),
+            "password": unquote(parts.password or ""),
+        }
+
+    def signing_key(self) -> str:
+        """The token-signing key: the configured one, else one kept under the data dir.
+
+        The generated key is created once (mode 0600) and reused, so tokens survive
+        restarts of the embedded default.
+        """
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            candidate = self.data_dir / f".secret_key.{secrets.token_hex(8)}"
+            candidate.write_text(secrets.token_urlsafe(48))
+            candidate.chmod(0o600)
+            # link() refuses to replace: if another process won the race, its key is the key.
+            with contextlib.suppress(FileExistsError):
+                os.link(candidate, path)
+            candidate.unlink()
+        return path.read_text().strip()

@@ -1,0 +1,84 @@
+"""Access tokens: short-lived JWTs signed with HS256 (the algorithm is pinned on decode)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import jwt
+
+_ALGORITHM = "HS256"
+_AUDIENCE = "theplaylist"
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    """What an access token says about its bearer."""
+
+    user_id: UUID
+    username: str
+    session_id: UUID
+    roles: frozenset[str]
+    expires_at: datetime
+
+
+class InvalidToken(Exception):
+    """The token is malformed, forged, of another algorithm, or expired."""
+
+
+class AccessTokens:
+    """Issues and checks access tokens."""
+
+    def __init__(self, key: str, ttl: timedelta) -> None:
+        self._key = key
+        self._ttl = ttl
+
+    @property
+    def ttl(self) -> timedelta:
+        """How long a new token lives."""
+        return self._ttl
+
+    def issue(
+        self,
+        user_id: UUID,
+        username: str,
+        session_id: UUID,
+        roles: frozenset[str],
+        now: datetime,
+    ) -> tuple[str, datetime]:
+        """A new signed token and its expiry."""
+        expires_at = (now + self._ttl).replace(microsecond=0)
+        payload = {
+            "sub": str(user_id),
+            "name": username,
+            "sid": str(session_id),
+            "roles": sorted(roles),
+            "iat": int(now.timestamp()),
+            "exp": int(expires_at.timestamp()),
+            "aud": _AUDIENCE,
+            "jti": uuid.uuid4().hex,
+        }
+        return jwt.encode(payload, self._key, algorithm=_ALGORITHM), expires_at
+
+    def verify(self, token: str) -> AccessClaims:
+        """The claims of a valid token; :class:`InvalidToken` otherwise."""
+        try:
+            payload = jwt.decode(
+                token,
+                self._key,
+                algorithms=[_ALGORITHM],
+                audience=_AUDIENCE,
+                options={"require": ["sub", "sid", "exp", "iat", "aud"]},
+            )
+            return AccessClaims(
+                user_id=UUID(payload["sub"]),
+                username=str(payload.get("name", "")),
+                session_id=UUID(payload["sid"]),
+                roles=frozenset(str(r) for r in payload.get("roles", [])),
+                expires_at=datetime.fromtimestamp(int(payload["exp"]), tz=UTC),
+            )
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError) as error:
+            raise InvalidToken(str(error)) from None
+

@@ -1,0 +1,1 @@
+"""Projectors and the read-model schema they own."""

@@ -1,0 +1,1 @@
+"""Read-only queries over the read models: typed rows, never aggregates."""

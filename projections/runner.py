@@ -1,0 +1,146 @@
+"""Follows the event log and feeds a projector, one transaction per batch.
+
+The read-model writes of a batch and the position reached commit together, so
+a runner killed at any instant resumes exactly where its last commit left it:
+no event lost, none applied twice. The position update is also a guard: it
+only succeeds from the position the batch started at, so two runners of the
+same projection can never both apply a batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
+from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from projections.projector import Projector
+from projections.schema import metadata, projection_positions
+
+log = logging.getLogger(__name__)
+
+
+class Wakeup(Protocol):
+    """Tells a waiting runner that new events may have been recorded."""
+
+    def wait(self, timeout: float) -> None:
+        """Return when woken or after ``timeout`` seconds."""
+        ...
+
+
+class PositionMoved(Exception):
+    """Another runner of the same projection committed first; re-read and go on."""
+
+
+def create_read_models(engine: Engine) -> None:
+    """Create the read-model tables that do not exist yet."""
+    metadata.create_all(engine)
+
+
+def read_position(conn: Connection, name: str) -> int:
+    """The position a projection has reached (0 before its first batch)."""
+    value = conn.execute(
+        select(projection_positions.c.position).where(projection_positions.c.name == name)
+    ).scalar_one_or_none()
+    return int(value or 0)
+
+
+class ProjectionRunner:
+    """Runs one projector over the log of one application recorder."""
+
+    def __init__(
+        self,
+        projector: Projector,
+        engine: Engine,
+        recorder: ApplicationRecorder,
+        mapper: Mapper[UUID],
+        *,
+        batch_size: int = 500,
+    ) -> None:
+        self.projector = projector
+        self._engine = engine
+        self._recorder = recorder
+        self._mapper = mapper
+        self._batch_size = batch_size
+
+    @property
+    def name(self) -> str:
+        """The projection's name."""
+        return self.projector.name
+
+    def position(self) -> int:
+        """The position reached, as committed."""
+        with self._engine.connect() as conn:
+            return read_position(conn, self.name)
+
+    def run_batch(self) -> int:
+        """Apply the next batch of events, if any; return how many were read."""
+        start = self.position()
+        notifications = self._recorder.select_notifications(
+            start=start, limit=self._batch_size, inclusive_of_start=False
+        )
+        if notifications:
+            try:
+                self._apply(start, notifications)
+            except PositionMoved:
+                log.info("projection %s: another runner moved on; re-reading", self.name)
+        return len(notifications)
+
+    def catch_up(self) -> int:
+        """Apply batches until the log is exhausted; return the position reached."""
+        while self.run_batch():
+            pass
+        return self.position()
+
+    def run(self, stop: threading.Event, wakeup: Wakeup, idle_wait: float) -> None:
+        """Follow the log until ``stop`` is set; wait for a wake-up when idle."""
+        while not stop.is_set():
+            try:
+                if self.run_batch() == 0:
+                    wakeup.wait(idle_wait)
+            except Exception:
+                # A database hiccup must not kill the projector; back off and retry.
+                log.exception("projection %s failed a batch; retrying", self.name)
+                stop.wait(1.0)
+
+    def _apply(self, start: int, notifications: Sequence[Notification]) -> None:
+        events: list[Any] = [
+            self._mapper.to_domain_event(n)
+            for n in notifications
+            if self.projector.handles(n.topic)
+        ]
+        end = notifications[-1].id
+        now = datetime.now(UTC)
+        with self._engine.begin() as conn:
+            if events:
+                self.projector.apply(conn, events)
+            moved = conn.execute(
+                update(projection_positions)
+                .where(
+                    projection_positions.c.name == self.name,
+                    projection_positions.c.position == start,
+                )
+                .values(position=end, updated_at=now)
+            ).rowcount
+            if moved == 0:
+                if start != 0 or read_position(conn, self.name) != 0:
+                    raise PositionMoved
+                # First batch ever: the row does not exist yet. A concurrent first
+                # batch fails on the primary key and rolls back.
+                try:
+                    conn.execute(
+                        insert(projection_positions).values(
+                            name=self.name,
+                            position=end,
+                            version=self.projector.version,
+                            updated_at=now,
+                        )
+                    )
+                except IntegrityError:
+                    raise PositionMoved from None
