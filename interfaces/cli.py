@@ -1,0 +1,176 @@
+"""The ``theplaylist`` command line."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from infrastructure.bootstrap import Container, build
+from infrastructure.settings import Settings
+from interfaces.logging import configure_logging
+
+cli = typer.Typer(help="ThePlaylist: an event-sourced social network for music playlists.",
+                  no_args_is_help=True, add_completion=False)
+projections_cli = typer.Typer(help="Operate the projectors and their read models.",
+                              no_args_is_help=True)
+users_cli = typer.Typer(help="Administer users.", no_args_is_help=True)
+cli.add_typer(projections_cli, name="projections")
+cli.add_typer(users_cli, name="users")
+
+console = Console()
+errors = Console(stderr=True)
+
+Host = Annotated[str, typer.Option(help="Interface to listen on.")]
+Port = Annotated[int, typer.Option(help="Port to listen on.")]
+
+
+def load_settings() -> Settings:
+    """The settings, or exit with a message naming each bad one."""
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        for item in error.errors():
+            name = "_".join(str(p) for p in item["loc"]).upper()
+            where = f"THEPLAYLIST_{name}" if name else "settings"
+            errors.print(f"[red]invalid setting {where}[/red]: {item['msg']}")
+        raise typer.Exit(2) from None
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def _serve(app: Any, host: str, port: int) -> None:
+    # One worker: uvicorn's multi-worker socket lacks TCP_NODELAY (+40 ms per response).
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+
+
+@cli.command()
+def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
+    """Commands, queries and projectors in one process on one port (the embedded default)."""
+    from interfaces.http.combined import Combined
+
+    _serve(Combined(load_settings()), host, port)
+
+
+@cli.command("serve-commands")
+def serve_commands(host: Host = "127.0.0.1", port: Port = 8001) -> None:
+    """The command service alone (behind a proxy routing as in API.md)."""
+    from interfaces.http.commands.app import create_command_app
+
+    _serve(create_command_app(load_settings()), host, port)
+
+
+@cli.command("serve-queries")
+def serve_queries(host: Host = "127.0.0.1", port: Port = 8002) -> None:
+    """The query service alone (run ``projections run`` beside it)."""
+    from interfaces.http.queries.app import create_query_app
+
+    _serve(create_query_app(load_settings()), host, port)
+
+
+@projections_cli.command("run")
+def projections_run() -> None:
+    """Run every projector until interrupted (SIGINT or SIGTERM)."""
+    container = build(load_settings())
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    container.start_projections()
+    errors.print("projectors running; Ctrl-C to stop")
+    try:
+        stop.wait()
+    finally:
+        container.close()
+
+
+def projection_status(container: Container) -> list[dict[str, Any]]:
+    """Per projection: position, log head, lag in events and in seconds."""
+    head = container.app.head
+    now = datetime.now(UTC)
+    rows = []
+    for runner in container.runners():
+        position = runner.position()
+        lag_seconds = 0.0
+        if position < head:
+            notes = container.app.recorder.select_notifications(
+                start=position, limit=1, inclusive_of_start=False
+            )
+            if notes:
+                oldest = container.app.mapper.to_domain_event(notes[0])
+                lag_seconds = max(0.0, (now - oldest.timestamp).total_seconds())
+        rows.append(
+            {
+                "name": runner.name,
+                "position": position,
+                "head": head,
+                "lag_events": head - position,
+                "lag_seconds": round(lag_seconds, 3),
+            }
+        )
+    return rows
+
+
+@projections_cli.command("status")
+def projections_status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Name, position, log head and lag of each projection."""
+    container = build(load_settings())
+    try:
+        rows = projection_status(container)
+    finally:
+        container.close()
+    if as_json:
+        sys.stdout.write(json.dumps(rows) + "\n")
+        return
+    table = Table("name", "position", "head", "lag (events)", "lag (seconds)")
+    for row in rows:
+        table.add_row(row["name"], str(row["position"]), str(row["head"]),
+                      str(row["lag_events"]), f"{row['lag_seconds']:.3f}")
+    console.print(table)
+
+
+Role = Annotated[str, typer.Argument(help="auditor or admin")]
+
+
+@users_cli.command("grant-role")
+def grant_role(username: str, role: Role) -> None:
+    """Give USERNAME the role ROLE."""
+    _change_role(username, role, grant=True)
+
+
+@users_cli.command("revoke-role")
+def revoke_role(username: str, role: Role) -> None:
+    """Take the role ROLE away from USERNAME."""
+    _change_role(username, role, grant=False)
+
+
+def _change_role(username: str, role: str, *, grant: bool) -> None:
+    from application.errors import NotFound
+    from domain.errors import InvalidValue
+
+    container = build(load_settings())
+    try:
+        change = container.app.grant_role if grant else container.app.revoke_role
+        committed = change(username, role)
+    except (NotFound, InvalidValue) as error:
+        errors.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        container.close()
+    verb = "granted to" if grant else "revoked from"
+    console.print(f"role {role} {verb} {username} (position {committed.position})")
+
+
+def main() -> None:
+    """Entry point of the ``theplaylist`` command."""
+    cli()

@@ -1,0 +1,23 @@
+"""The command service: every unsafe request under /api/v1, and all of /api/v1/auth."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from infrastructure.bootstrap import Container, build
+from infrastructure.settings import Settings
+from interfaces.http.commands import auth, users
+from interfaces.http.common import make_service
+
+
+def create_command_app(settings: Settings, container: Container | None = None) -> FastAPI:
+    """The write side's ASGI app; it builds its own container unless given one."""
+    app = make_service(
+        "ThePlaylist commands",
+        "The write side: commands become events in the event store.",
+        settings,
+        container if container is not None else (lambda: build(settings)),
+    )
+    app.include_router(auth.router)
+    app.include_router(users.router)
+    return app

@@ -1,0 +1,139 @@
+"""Pure ASGI middleware shared by both services.
+
+``RequestContext`` gives each request an id (``X-Request-ID``, taken from the
+client when sane), logs one line per request, lets handlers and dependencies
+add response headers (cookies of a sliding renewal, for instance), and refuses
+bodies over the size limit before they are read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from starlette.requests import Request
+
+from interfaces.http.errors import ApiError
+from interfaces.logging import request_id_var
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger("theplaylist.access")
+
+_EXTRA_HEADERS = "theplaylist.extra_headers"
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+def add_response_header(request: Request, name: str, value: str) -> None:
+    """Add a header to whatever response this request ends with."""
+    request.scope.setdefault(_EXTRA_HEADERS, []).append(
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+    )
+
+
+class BodyTooLarge(ApiError):
+    """The request body passed its limit while being read (mapped to 413 like any ApiError)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, "payload_too_large", f"the request body is larger than {limit} bytes")
+
+
+def _envelope(status: int, code: str, message: str) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message}}).encode()
+
+
+class RequestContext:
+    """Request id, access log, extra headers and body-size limits."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        json_limit: int,
+        multipart_limit: int,
+    ) -> None:
+        self.app = app
+        self.json_limit = json_limit
+        self.multipart_limit = multipart_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        given = headers.get("x-request-id", "")
+        request_id = given if _SANE_REQUEST_ID.match(given) else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status_holder = {"status": 500}
+        is_multipart = headers.get("content-type", "").startswith("multipart/form-data")
+        limit = self.multipart_limit if is_multipart else self.json_limit
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                extra = [(b"x-request-id", request_id.encode())]
+                extra.extend(scope.get(_EXTRA_HEADERS, []))
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        try:
+            declared = headers.get("content-length")
+            if declared is not None and (not declared.isdigit() or int(declared) > limit):
+                await self._refuse(send_with_headers, 413, "payload_too_large",
+                                   f"the request body is larger than {limit} bytes")
+                return
+            await self.app(scope, _limited(receive, limit), send_with_headers)
+        finally:
+            log.info(
+                "%s %s %s",
+                scope["method"],
+                scope["path"],
+                status_holder["status"],
+                extra={
+                    "status": status_holder["status"],
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+            request_id_var.reset(token)
+
+    @staticmethod
+    async def _refuse(send: Send, status: int, code: str, message: str) -> None:
+        body = _envelope(status, code, message)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    """A ``receive`` that raises :class:`BodyTooLarge` once more than ``limit`` bytes came."""
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLarge(limit)
+        return message
+
+    return wrapped

@@ -1,0 +1,1 @@
+"""The query service (read side)."""
