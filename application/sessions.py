@@ -10,11 +10,10 @@ from uuid import UUID, uuid4
 
 from application.errors import NotFound, Unauthenticated
 from application.unit_of_work import Committed, UnitOfWork
+from application.users import UserCommands
 from domain.errors import RefreshTokenReused, SessionRevoked
 from domain.sessions import Session
 from domain.users import User
-
-from application.users import UserCommands
 
 
 @dataclass(frozen=True)
@@ -57,9 +56,7 @@ class SessionCommands(UserCommands):
         expires_at = self._clock.now() + self._rules.refresh_token_ttl
 
         def decide(uow: UnitOfWork) -> SignedIn:
-            uow.add(
-                Session.open(session_id, account.id, _hash(secret), expires_at, client[:200])
-            )
+            uow.add(Session.open(session_id, account.id, _hash(secret), expires_at, client[:200]))
             return SignedIn(
                 session_id,
                 account.id,

@@ -165,4 +165,3 @@ class UserCommands(Handlers):
         # Only once the deletion is durable: a failed save must leave the data readable.
         self._vault.forget(user_id)
         return committed
-

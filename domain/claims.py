@@ -21,6 +21,20 @@ _NAMESPACE = uuid5(NAMESPACE_URL, "https://theplaylist.invalid/claims")
 class UniqueClaim(Aggregate):
     """Who, if anyone, holds the natural key ``kind:key`` right now."""
 
+    class Claimed(Aggregate.Created):
+        """The key was taken for the first time."""
+
+        kind: str
+        owner_id: UUID
+
+    class ClaimedAgain(Aggregate.Event):
+        """A released key was taken again."""
+
+        owner_id: UUID
+
+    class Released(Aggregate.Event):
+        """The key was given up."""
+
     @staticmethod
     def id_for(kind: str, key: str) -> UUID:
         """The aggregate id for a normalised key of a kind (``username``, ``email``...).
@@ -35,7 +49,7 @@ class UniqueClaim(Aggregate):
         """A new claim of ``key`` by ``owner_id``."""
         return cls._create(cls.Claimed, id=cls.id_for(kind, key), kind=kind, owner_id=owner_id)
 
-    @event("Claimed")
+    @event(Claimed)
     def __init__(self, kind: str, owner_id: UUID) -> None:
         self.kind = kind
         self.owner_id: UUID | None = owner_id
@@ -53,7 +67,7 @@ class UniqueClaim(Aggregate):
             raise AlreadyClaimed(self.kind, self.owner_id)
         self._claimed_again(owner_id=owner_id)
 
-    @event("ClaimedAgain")
+    @event(ClaimedAgain)
     def _claimed_again(self, owner_id: UUID) -> None:
         self.owner_id = owner_id
 
@@ -63,6 +77,6 @@ class UniqueClaim(Aggregate):
             return
         self._released()
 
-    @event("Released")
+    @event(Released)
     def _released(self) -> None:
         self.owner_id = None

@@ -18,6 +18,24 @@ class Session(Aggregate):
     someone else's hands, so the whole session is revoked.
     """
 
+    class Opened(Aggregate.Created):
+        """A user signed in."""
+
+        user_id: UUID
+        token_hash: str
+        expires_at: datetime
+        client: str
+
+    class Rotated(Aggregate.Event):
+        """The refresh token was swapped for a new one."""
+
+        new_hash: str
+
+    class Revoked(Aggregate.Event):
+        """The session was closed."""
+
+        reason: str
+
     @classmethod
     def open(
         cls, session_id: UUID, user_id: UUID, token_hash: str, expires_at: datetime, client: str
@@ -32,10 +50,8 @@ class Session(Aggregate):
             client=client,
         )
 
-    @event("Opened")
-    def __init__(
-        self, user_id: UUID, token_hash: str, expires_at: datetime, client: str
-    ) -> None:
+    @event(Opened)
+    def __init__(self, user_id: UUID, token_hash: str, expires_at: datetime, client: str) -> None:
         self.user_id = user_id
         self.token_hash = token_hash
         self.used_hashes: list[str] = []
@@ -62,7 +78,7 @@ class Session(Aggregate):
             raise SessionRevoked("this session is closed")
         self._rotated(new_hash=new_hash)
 
-    @event("Rotated")
+    @event(Rotated)
     def _rotated(self, new_hash: str) -> None:
         self.used_hashes.append(self.token_hash)
         self.token_hash = new_hash
@@ -72,6 +88,6 @@ class Session(Aggregate):
         if not self.revoked:
             self._revoked(reason=reason)
 
-    @event("Revoked")
+    @event(Revoked)
     def _revoked(self, reason: str) -> None:
         self.revoked = True

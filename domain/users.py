@@ -6,6 +6,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from uuid import UUID
+
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import Gone, InvalidValue
@@ -71,6 +72,41 @@ class User(Aggregate):
     application compares passwords.
     """
 
+    class Registered(Aggregate.Created):
+        """An account was opened."""
+
+        sealed_username: str
+        sealed_email: str
+        sealed_password_hash: str
+
+    class Renamed(Aggregate.Event):
+        """The username changed."""
+
+        sealed_username: str
+
+    class EmailChanged(Aggregate.Event):
+        """The email changed."""
+
+        sealed_email: str
+
+    class PasswordChanged(Aggregate.Event):
+        """The password changed."""
+
+        sealed_password_hash: str
+
+    class RoleGranted(Aggregate.Event):
+        """A role was given."""
+
+        role: str
+
+    class RoleRevoked(Aggregate.Event):
+        """A role was taken away."""
+
+        role: str
+
+    class Deleted(Aggregate.Event):
+        """The account was closed; its key is destroyed right after."""
+
     @classmethod
     def register(
         cls, user_id: UUID, sealed_username: str, sealed_email: str, sealed_password_hash: str
@@ -84,7 +120,7 @@ class User(Aggregate):
             sealed_password_hash=sealed_password_hash,
         )
 
-    @event("Registered")
+    @event(Registered)
     def __init__(self, sealed_username: str, sealed_email: str, sealed_password_hash: str) -> None:
         self.sealed_username = sealed_username
         self.sealed_email = sealed_email
@@ -101,7 +137,7 @@ class User(Aggregate):
         self._check_live()
         self._renamed(sealed_username=sealed_username)
 
-    @event("Renamed")
+    @event(Renamed)
     def _renamed(self, sealed_username: str) -> None:
         self.sealed_username = sealed_username
 
@@ -110,7 +146,7 @@ class User(Aggregate):
         self._check_live()
         self._email_changed(sealed_email=sealed_email)
 
-    @event("EmailChanged")
+    @event(EmailChanged)
     def _email_changed(self, sealed_email: str) -> None:
         self.sealed_email = sealed_email
 
@@ -119,7 +155,7 @@ class User(Aggregate):
         self._check_live()
         self._password_changed(sealed_password_hash=sealed_password_hash)
 
-    @event("PasswordChanged")
+    @event(PasswordChanged)
     def _password_changed(self, sealed_password_hash: str) -> None:
         self.sealed_password_hash = sealed_password_hash
 
@@ -131,7 +167,7 @@ class User(Aggregate):
         if role not in self.roles:
             self._role_granted(role=role)
 
-    @event("RoleGranted")
+    @event(RoleGranted)
     def _role_granted(self, role: str) -> None:
         self.roles.add(role)
 
@@ -141,7 +177,7 @@ class User(Aggregate):
         if role in self.roles:
             self._role_revoked(role=role)
 
-    @event("RoleRevoked")
+    @event(RoleRevoked)
     def _role_revoked(self, role: str) -> None:
         self.roles.discard(role)
 
@@ -150,11 +186,10 @@ class User(Aggregate):
         self._check_live()
         self._deleted()
 
-    @event("Deleted")
+    @event(Deleted)
     def _deleted(self) -> None:
         self.deleted = True
         self.sealed_username = ""
         self.sealed_email = ""
         self.sealed_password_hash = ""
         self.roles = set()
-

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg.conninfo import make_conninfo
 from sqlalchemy import Engine
 
 from application.app import ThePlaylist
@@ -87,7 +88,7 @@ class Container:
         if isinstance(recorder, PostgresApplicationRecorder):
             pg = self.settings.postgres_parts()
             self._listener = PostgresListener(
-                {k: pg[k] for k in ("host", "port", "dbname", "user", "password")},
+                make_conninfo(**pg),
                 recorder.channel_name,
                 self.broadcast,
             )

@@ -81,4 +81,3 @@ class AccessTokens:
             )
         except (jwt.PyJWTError, ValueError, TypeError, KeyError) as error:
             raise InvalidToken(str(error)) from None
-

@@ -61,7 +61,9 @@ class SqlPersonalDataVault:
             new_key = AESGCM.generate_key(bit_length=256)
             try:
                 with self._engine.begin() as conn:
-                    conn.execute(insert(personal_data_keys).values(subject_id=subject_id, key=new_key))
+                    conn.execute(
+                        insert(personal_data_keys).values(subject_id=subject_id, key=new_key)
+                    )
                 key = new_key
             except IntegrityError:  # another thread created it first: use that one
                 return self._key(subject_id, create=False)

@@ -63,7 +63,7 @@ class Broadcast:
 class PostgresListener:
     """LISTENs on the event store's channel and sets a :class:`Broadcast` on each NOTIFY."""
 
-    def __init__(self, conninfo: dict[str, str], channel: str, wakeup: Broadcast) -> None:
+    def __init__(self, conninfo: str, channel: str, wakeup: Broadcast) -> None:
         self._conninfo = conninfo
         self._channel = channel
         self._wakeup = wakeup
@@ -82,7 +82,7 @@ class PostgresListener:
     def _listen(self) -> None:
         while not self._stop.is_set():
             try:
-                with psycopg.connect(autocommit=True, connect_timeout=10, **self._conninfo) as conn:
+                with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10) as conn:
                     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
                     # Writes may have happened while we were (re)connecting.
                     self._wakeup.set()

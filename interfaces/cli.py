@@ -19,10 +19,14 @@ from infrastructure.bootstrap import Container, build
 from infrastructure.settings import Settings
 from interfaces.logging import configure_logging
 
-cli = typer.Typer(help="ThePlaylist: an event-sourced social network for music playlists.",
-                  no_args_is_help=True, add_completion=False)
-projections_cli = typer.Typer(help="Operate the projectors and their read models.",
-                              no_args_is_help=True)
+cli = typer.Typer(
+    help="ThePlaylist: an event-sourced social network for music playlists.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+projections_cli = typer.Typer(
+    help="Operate the projectors and their read models.", no_args_is_help=True
+)
 users_cli = typer.Typer(help="Administer users.", no_args_is_help=True)
 cli.add_typer(projections_cli, name="projections")
 cli.add_typer(users_cli, name="users")
@@ -105,7 +109,7 @@ def projection_status(container: Container) -> list[dict[str, Any]]:
                 start=position, limit=1, inclusive_of_start=False
             )
             if notes:
-                oldest = container.app.mapper.to_domain_event(notes[0])
+                oldest: Any = container.app.mapper.to_domain_event(notes[0])
                 lag_seconds = max(0.0, (now - oldest.timestamp).total_seconds())
         rows.append(
             {
@@ -134,8 +138,13 @@ def projections_status(
         return
     table = Table("name", "position", "head", "lag (events)", "lag (seconds)")
     for row in rows:
-        table.add_row(row["name"], str(row["position"]), str(row["head"]),
-                      str(row["lag_events"]), f"{row['lag_seconds']:.3f}")
+        table.add_row(
+            row["name"],
+            str(row["position"]),
+            str(row["head"]),
+            str(row["lag_events"]),
+            f"{row['lag_seconds']:.3f}",
+        )
     console.print(table)
 
 

@@ -74,7 +74,9 @@ class Combined:
             ]
             routes = self.front.routes + api_routes
             self.front.openapi_schema = get_openapi(
-                title="ThePlaylist", version="1", routes=routes,
+                title="ThePlaylist",
+                version="1",
+                routes=routes,
                 description="Commands and queries behind one port (routed as in API.md).",
             )
         return self.front.openapi_schema

@@ -74,7 +74,7 @@ _BY_STATUS = {
 }
 
 
-def _to_response(error: Exception) -> JSONResponse:  # noqa: PLR0911 - one branch per kind
+def _to_response(error: Exception) -> JSONResponse:
     match error:
         case ApiError():
             return error_response(

@@ -89,8 +89,12 @@ class RequestContext:
         try:
             declared = headers.get("content-length")
             if declared is not None and (not declared.isdigit() or int(declared) > limit):
-                await self._refuse(send_with_headers, 413, "payload_too_large",
-                                   f"the request body is larger than {limit} bytes")
+                await self._refuse(
+                    send_with_headers,
+                    413,
+                    "payload_too_large",
+                    f"the request body is larger than {limit} bytes",
+                )
                 return
             await self.app(scope, _limited(receive, limit), send_with_headers)
         finally:

@@ -60,9 +60,7 @@ def check_origin(request: Request, settings: Settings) -> None:
     raise Forbidden(f"cross-site request refused: origin {origin} is not allowed")
 
 
-def _cookie_header(
-    name: str, value: str, max_age: int, path: str, settings: Settings
-) -> str:
+def _cookie_header(name: str, value: str, max_age: int, path: str, settings: Settings) -> str:
     carrier = Response()
     carrier.set_cookie(
         name,

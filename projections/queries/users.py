@@ -47,7 +47,11 @@ class UserQueries:
                     users.c.id == user_id
                 )
             ).first()
-        return None if row is None else PublicProfile(row.id, row.username, row.created_at, row.deleted)
+        return (
+            None
+            if row is None
+            else PublicProfile(row.id, row.username, row.created_at, row.deleted)
+        )
 
     def own_profile(self, user_id: UUID) -> OwnProfile | None:
         """The user's own profile, or None when unknown or deleted."""

@@ -68,7 +68,7 @@ class TokenResult(BaseModel):
     """A non-browser sign-in (OAuth2 password grant style)."""
 
     access_token: str
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
     expires_in: int
     refresh_token: str
 
@@ -155,7 +155,9 @@ def _browser_response(container: Container, signed_in: SignedIn, position: int) 
 
 def _token_response(container: Container, signed_in: SignedIn, position: int) -> Response:
     token, _, max_age = _access_token(container, signed_in)
-    body = TokenResult(access_token=token, expires_in=max_age, refresh_token=signed_in.refresh_token)
+    body = TokenResult(
+        access_token=token, expires_in=max_age, refresh_token=signed_in.refresh_token
+    )
     return JSONResponse(
         body.model_dump(mode="json"),
         headers={POSITION_HEADER: str(position), "Cache-Control": "no-store"},
@@ -273,4 +275,3 @@ def sessions(caller: CurrentCaller, queries: QueriesDep, container: ContainerDep
 def revoke(session_id: UUID, caller: CurrentCaller, app: AppDep) -> Response:
     """Someone else's session is 404."""
     return committed_response(app.revoke_session(caller.user_id, session_id, "revoked"), 204)
-

@@ -48,7 +48,9 @@ def public_profile(user_id: UUID, queries: QueriesDep) -> PublicProfileOut:
     if profile is None:
         raise NotFound("user not found")
     return PublicProfileOut(
-        id=profile.id, username=profile.username, created_at=profile.created_at,
+        id=profile.id,
+        username=profile.username,
+        created_at=profile.created_at,
         deleted=profile.deleted,
     )
 
