@@ -56,6 +56,12 @@ class AccountRules:
         return raw
 
 
+def _check_role(role: str) -> None:
+    # Refusing unknown roles on revoke too: "revoked" must not be reported for a typo.
+    if role not in ROLES:
+        raise InvalidValue("role", f"must be one of {', '.join(sorted(ROLES))}")
+
+
 def username_key(username: str) -> str:
     """The key that makes usernames unique regardless of case."""
     return username.casefold()
@@ -162,8 +168,7 @@ class User(Aggregate):
     def grant_role(self, role: str) -> None:
         """Give a role; granting one already held records nothing."""
         self._check_live()
-        if role not in ROLES:
-            raise InvalidValue("role", f"must be one of {', '.join(sorted(ROLES))}")
+        _check_role(role)
         if role not in self.roles:
             self._role_granted(role=role)
 
@@ -172,8 +177,9 @@ class User(Aggregate):
         self.roles.add(role)
 
     def revoke_role(self, role: str) -> None:
-        """Take a role away; revoking one not held records nothing."""
+        """Take a role away; revoking one not held records nothing, an unknown one is refused."""
         self._check_live()
+        _check_role(role)
         if role in self.roles:
             self._role_revoked(role=role)
 
