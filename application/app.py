@@ -15,12 +15,17 @@ from eventsourcing.application import Application
 from eventsourcing.utils import EnvType
 
 from application.context import Rules
+from application.playlists import PlaylistCommands
+from application.plays import PlayCommands
 from application.ports import Clock, PasswordHasher, PersonalDataVault
+from application.reactions import ReactionCommands
 from application.sessions import SessionCommands
-from application.unit_of_work import CommandRunner
+from application.unit_of_work import CommandRunner, GroupCommitRunner
 
 
-class ThePlaylist(SessionCommands, Application[UUID]):
+class ThePlaylist(
+    PlaylistCommands, ReactionCommands, PlayCommands, SessionCommands, Application[UUID]
+):
     """The write side. Build it with :func:`infrastructure.bootstrap.build`."""
 
     name = "ThePlaylist"
@@ -40,7 +45,18 @@ class ThePlaylist(SessionCommands, Application[UUID]):
         self._hasher = hasher
         self._vault = vault
         self._rules = rules
-        self._runner = CommandRunner(self, rules.command_attempts, on_commit)
+        self._runner = (
+            GroupCommitRunner(
+                self, rules.command_attempts, on_commit, max_batch=rules.group_commit_max_batch
+            )
+            if rules.group_commit
+            else CommandRunner(self, rules.command_attempts, on_commit)
+        )
+
+    def close(self) -> None:
+        """Commit the commands still queued, then release the event store."""
+        self._runner.close()
+        super().close()
 
     @property
     def head(self) -> int:

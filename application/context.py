@@ -17,6 +17,8 @@ class Rules:
     accounts: AccountRules
     refresh_token_ttl: timedelta
     command_attempts: int
+    group_commit: bool = False
+    group_commit_max_batch: int = 64
 
 
 class Handlers:

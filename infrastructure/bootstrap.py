@@ -136,6 +136,8 @@ def build(settings: Settings) -> Container:
             ),
             refresh_token_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
             command_attempts=settings.command_retry_attempts,
+            group_commit=settings.group_commit,
+            group_commit_max_batch=settings.group_commit_max_batch,
         ),
         # Projectors in this process hear of commits at once, even on SQLite.
         on_commit=lambda _position: broadcast.set(),

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     page_limit_max: int = Field(100, ge=1)
 
     command_retry_attempts: int = Field(8, ge=1, le=100)
+    # Group commit: concurrent commands share one event-store transaction
+    # (both backends gain from it; see docs/benchmarks.md).
+    group_commit: bool = True
+    group_commit_max_batch: int = Field(64, ge=1, le=1024)
     projection_batch_size: int = Field(500, ge=1, le=100_000)
     projection_poll_interval_seconds: float = Field(0.05, gt=0, le=10)
     min_position_wait_seconds: float = Field(5.0, ge=0, le=60)
