@@ -23,9 +23,7 @@ from application.sessions import SessionCommands
 from application.unit_of_work import CommandRunner, GroupCommitRunner
 
 
-class ThePlaylist(
-    PlaylistCommands, ReactionCommands, PlayCommands, SessionCommands, Application[UUID]
-):
+class ThePlaylist(SessionCommands, Application[UUID]):
     """The write side. Build it with :func:`infrastructure.bootstrap.build`."""
 
     name = "ThePlaylist"
