@@ -15,12 +15,17 @@ from eventsourcing.application import Application
 from eventsourcing.utils import EnvType
 
 from application.context import Rules
+from application.playlists import PlaylistCommands
+from application.plays import PlayCommands
 from application.ports import Clock, PasswordHasher, PersonalDataVault
+from application.reactions import ReactionCommands
 from application.sessions import SessionCommands
 from application.unit_of_work import CommandRunner, GroupCommitRunner
 
 
-class ThePlaylist(SessionCommands, Application[UUID]):
+class ThePlaylist(
+    PlaylistCommands, ReactionCommands, PlayCommands, SessionCommands, Application[UUID]
+):
     """The write side. Build it with :func:`infrastructure.bootstrap.build`."""
 
     name = "ThePlaylist"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from application.ports import Clock, PasswordHasher, PersonalDataVault
 from application.unit_of_work import CommandRunner
+from domain.playlists import PlaylistRules
 from domain.users import AccountRules
 
 
@@ -19,6 +20,8 @@ class Rules:
     command_attempts: int
     group_commit: bool = False
     group_commit_max_batch: int = 64
+    playlists: PlaylistRules = field(default_factory=PlaylistRules)
+    playback_timeout: timedelta = timedelta(minutes=30)
 
 
 class Handlers:

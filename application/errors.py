@@ -29,3 +29,11 @@ class Conflict(ApplicationError):
 
 class Contention(ApplicationError):
     """The aggregate kept changing under the command: every bounded retry lost the race."""
+
+
+class PreconditionFailed(ApplicationError):
+    """A conditional command (``If-Match``) found the aggregate at another version."""
+
+    def __init__(self, message: str, current_version: int) -> None:
+        super().__init__(message)
+        self.current_version = current_version

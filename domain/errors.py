@@ -41,3 +41,19 @@ class RefreshTokenReused(DomainError):
 
     This is the signature of a stolen token: the session is revoked as a whole.
     """
+
+
+class NoSuchPart(DomainError):
+    """The command names a part the aggregate does not hold (a playlist entry...)."""
+
+
+class StateConflict(DomainError):
+    """The aggregate's current state refuses the command (a full playlist, an ended playback)."""
+
+
+class LimitReached(StateConflict):
+    """A configured maximum (entries in a playlist...) would be exceeded."""
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
