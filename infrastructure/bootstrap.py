@@ -15,6 +15,8 @@ from sqlalchemy import Engine
 
 from application.app import ThePlaylist
 from application.context import Rules
+from application.ports import Clock
+from domain.playlists import PlaylistRules
 from domain.users import AccountRules
 from infrastructure.clock import SystemClock
 from infrastructure.database import create_database_engine
@@ -53,7 +55,7 @@ class Container:
     app: ThePlaylist
     read_engine: Engine
     vault_engine: Engine
-    clock: SystemClock
+    clock: Clock
     tokens: AccessTokens
     queries: Queries
     projectors: list[Projector]
@@ -108,9 +110,10 @@ class Container:
         self.vault_engine.dispose()
 
 
-def build(settings: Settings) -> Container:
+def build(settings: Settings, *, clock: Clock | None = None) -> Container:
     """Build the container: event store, read models, vault, tokens, projectors."""
-    clock = SystemClock()
+    # Tests pass a clock of their own to step through time without sleeping.
+    clock = clock if clock is not None else SystemClock()
     read_engine = create_database_engine(settings, "readmodels")
     vault_engine = create_database_engine(settings, "vault", pool_size=2)
     create_read_models(read_engine)
@@ -138,6 +141,12 @@ def build(settings: Settings) -> Container:
             command_attempts=settings.command_retry_attempts,
             group_commit=settings.group_commit,
             group_commit_max_batch=settings.group_commit_max_batch,
+            playlists=PlaylistRules(
+                name_max=settings.playlist_name_max_length,
+                description_max=settings.playlist_description_max_length,
+                max_entries=settings.playlist_max_entries,
+            ),
+            playback_timeout=timedelta(seconds=settings.playback_session_timeout_seconds),
         ),
         # Projectors in this process hear of commits at once, even on SQLite.
         on_commit=lambda _position: broadcast.set(),

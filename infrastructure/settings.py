@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     page_limit_default: int = Field(20, ge=1)
     page_limit_max: int = Field(100, ge=1)
 
+    playlist_name_max_length: int = Field(100, ge=1, le=1000)
+    playlist_description_max_length: int = Field(2000, ge=0, le=100_000)
+    playlist_max_entries: int = Field(1000, ge=1, le=100_000)
+    # A playback session without a report for this long is over (judged on what it heard).
+    playback_session_timeout_seconds: int = Field(1800, ge=10, le=7 * 24 * 3600)
+    # Cap on the buckets one stats/tracks/{id}/plays answer may hold.
+    stats_max_buckets: int = Field(2000, ge=1, le=100_000)
+
     command_retry_attempts: int = Field(8, ge=1, le=100)
     # Group commit: concurrent commands share one event-store transaction
     # (both backends gain from it; see docs/benchmarks.md).
