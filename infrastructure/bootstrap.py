@@ -26,10 +26,16 @@ from infrastructure.settings import Settings
 from infrastructure.tokens import AccessTokens
 from infrastructure.vault import SqlPersonalDataVault
 from infrastructure.wakeup import Broadcast, PostgresListener
+from projections.listening import ListeningProjector
+from projections.playlists import PlaylistsProjector
 from projections.projector import Projector
+from projections.queries.listening import ListeningQueries
+from projections.queries.playlists import PlaylistQueries
 from projections.queries.positions import PositionQueries
+from projections.queries.reactions import ReactionQueries
 from projections.queries.sessions import SessionQueries
 from projections.queries.users import UserQueries
+from projections.reactions import ReactionsProjector
 from projections.runner import ProjectionRunner, create_read_models
 from projections.sessions import SessionsProjector
 from projections.users import UsersProjector
@@ -45,6 +51,9 @@ class Queries:
     users: UserQueries
     sessions: SessionQueries
     positions: PositionQueries
+    playlists: PlaylistQueries
+    reactions: ReactionQueries
+    listening: ListeningQueries
 
 
 @dataclass
@@ -164,7 +173,16 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Container:
             users=UserQueries(read_engine),
             sessions=SessionQueries(read_engine),
             positions=PositionQueries(read_engine),
+            playlists=PlaylistQueries(read_engine),
+            reactions=ReactionQueries(read_engine),
+            listening=ListeningQueries(read_engine),
         ),
-        projectors=[UsersProjector(vault), SessionsProjector()],
+        projectors=[
+            UsersProjector(vault),
+            SessionsProjector(),
+            PlaylistsProjector(),
+            ReactionsProjector(),
+            ListeningProjector(),
+        ],
         broadcast=broadcast,
     )

@@ -13,10 +13,15 @@ from sqlalchemy import (
     Column,
     DateTime,
     Index,
+    Integer,
     MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
     String,
     Table,
+    Text,
     Uuid,
+    and_,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -76,4 +81,125 @@ auth_sessions = Table(
     Column("revoked_at", UtcDateTime(), nullable=True),
     Column("revoke_reason", String(64), nullable=True),
     Index("ix_auth_sessions_user", "user_id", "created_at"),
+)
+
+
+# --- playlists, reactions, plays and listening analytics (projections "playlists",
+# "reactions", "listening"); described for analysts in docs/read-models.md.
+
+
+def _counts() -> list[Column[int]]:
+    # Set-based increments only (``likes = likes + 1``): exact under any concurrency.
+    return [
+        Column(name, BigInteger, nullable=False, default=0, server_default="0")
+        for name in ("likes", "dislikes", "loves", "plays")
+    ]
+
+
+playlists = Table(
+    "playlists",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("owner_id", Uuid, nullable=False),
+    Column("name", String(1000), nullable=False),
+    Column("description", Text, nullable=False),
+    # casefold(name) and casefold(description): sorting by name, searching either.
+    Column("name_key", String(1000), nullable=False),
+    Column("description_key", Text, nullable=False),
+    Column("visibility", String(16), nullable=False),
+    # The aggregate's version: what If-Match compares with.
+    Column("version", BigInteger, nullable=False),
+    Column("entry_count", Integer, nullable=False, default=0),
+    *_counts(),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("ix_playlists_owner", "owner_id", "created_at"),
+)
+
+_LISTED = and_(playlists.c.visibility == "public", playlists.c.deleted.is_(False))
+for _key in ("created_at", "name_key", "likes", "loves", "plays"):
+    Index(
+        f"ix_playlists_listed_{_key}",
+        playlists.c[_key],
+        playlists.c.id,
+        postgresql_where=_LISTED,
+        sqlite_where=_LISTED,
+    )
+
+playlist_entries = Table(
+    "playlist_entries",
+    metadata,
+    Column("entry_id", Uuid, primary_key=True),
+    Column("playlist_id", Uuid, nullable=False),
+    # 0..n-1 within the playlist (no unique constraint: shifts happen in one UPDATE).
+    Column("position", Integer, nullable=False),
+    Column("track_id", Uuid, nullable=False),
+    # The track was deleted; the entry stays until the owner removes it.
+    Column("unavailable", Boolean, nullable=False, default=False),
+    Column("added_at", UtcDateTime(), nullable=False),
+    Index("ix_playlist_entries_order", "playlist_id", "position"),
+    Index("ix_playlist_entries_track", "track_id"),
+)
+
+reactions = Table(
+    "reactions",
+    metadata,
+    # The Reaction aggregate's id: uuid5 of (user, target).
+    Column("id", Uuid, primary_key=True),
+    Column("user_id", Uuid, nullable=False),
+    Column("target_kind", String(16), nullable=False),
+    Column("target_id", Uuid, nullable=False),
+    Column("liked", Boolean, nullable=False, default=False),
+    Column("disliked", Boolean, nullable=False, default=False),
+    Column("loved", Boolean, nullable=False, default=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("ix_reactions_user_target", "user_id", "target_id", unique=True),
+    Index("ix_reactions_target", "target_id"),
+)
+
+plays = Table(
+    "plays",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("user_id", Uuid, nullable=False),
+    Column("target_kind", String(16), nullable=False),
+    Column("target_id", Uuid, nullable=False),
+    Column("played_at", UtcDateTime(), nullable=False),
+    # "direct" (POST .../plays) or "session" (a playback session reached its threshold).
+    Column("source", String(16), nullable=False),
+    Column("playlist_id", Uuid, nullable=True),
+    Column("session_id", Uuid, nullable=True),
+    Index("ix_plays_user_time", "user_id", "played_at", "id"),
+    Index("ix_plays_target_time", "target_kind", "target_id", "played_at"),
+    Index("ix_plays_kind_time", "target_kind", "played_at"),
+)
+
+reaction_changes = Table(
+    "reaction_changes",
+    metadata,
+    Column("reaction_id", Uuid, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("user_id", Uuid, nullable=False),
+    Column("target_kind", String(16), nullable=False),
+    Column("target_id", Uuid, nullable=False),
+    # +1 when the reaction was set, -1 when it was cleared or displaced.
+    Column("delta", SmallInteger, nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    PrimaryKeyConstraint("reaction_id", "version", "kind"),
+    Index("ix_reaction_changes_kind_time", "target_kind", "kind", "at"),
+)
+
+stats_hourly = Table(
+    "stats_hourly",
+    metadata,
+    Column("target_kind", String(16), nullable=False),
+    Column("target_id", Uuid, nullable=False),
+    # The UTC hour the events fell in (minutes and seconds zero).
+    Column("hour", UtcDateTime(), nullable=False),
+    # Net changes within the hour: plays added; likes, dislikes, loves set minus cleared.
+    *_counts(),
+    PrimaryKeyConstraint("target_kind", "target_id", "hour"),
+    Index("ix_stats_hourly_kind_hour", "target_kind", "hour"),
 )

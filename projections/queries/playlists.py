@@ -1,0 +1,207 @@
+"""Queries on the playlists read model (and the owners' names from ``users``).
+
+Visibility is decided here, in SQL, for every list and lookup: a private or
+deleted playlist is only ever returned to its owner (deleted ones to no one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from sqlalchemy import ColumnElement, Engine, Select, and_, or_, select
+
+from projections.queries.keyset import Page, after, decode_cursor, encode_cursor
+from projections.schema import playlist_entries, playlists, users
+
+PlaylistSort = Literal["new", "plays", "likes", "loves", "name"]
+
+# Sort key -> (column, value type in cursors, descending).
+_SORTS: dict[str, tuple[str, type, bool]] = {
+    "new": ("created_at", datetime, True),
+    "plays": ("plays", int, True),
+    "likes": ("likes", int, True),
+    "loves": ("loves", int, True),
+    "name": ("name_key", str, False),
+}
+
+
+@dataclass(frozen=True)
+class Counts:
+    """How many likes, dislikes, loves and plays something has."""
+
+    likes: int
+    dislikes: int
+    loves: int
+    plays: int
+
+
+@dataclass(frozen=True)
+class PlaylistRow:
+    """A playlist as listed (without its entries)."""
+
+    id: UUID
+    owner_id: UUID
+    owner_username: str | None
+    name: str
+    description: str
+    visibility: str
+    version: int
+    entry_count: int
+    counts: Counts
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class EntryRow:
+    """One entry of a playlist, in order; ``unavailable`` once its track was deleted."""
+
+    entry_id: UUID
+    position: int
+    track_id: UUID
+    unavailable: bool
+    added_at: datetime
+
+
+def like_pattern(text: str) -> str:
+    """A LIKE pattern matching ``text`` anywhere, wildcards in it taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def visible_to(viewer_id: UUID | None) -> ColumnElement[bool]:
+    """Live playlists the viewer may see: public ones, and their own."""
+    c = playlists.c
+    shown = c.visibility == "public"
+    if viewer_id is not None:
+        shown = or_(shown, c.owner_id == viewer_id)
+    return and_(c.deleted.is_(False), shown)
+
+
+def _select() -> Select[Any]:
+    return select(playlists, users.c.username.label("owner_username")).join_from(
+        playlists, users, users.c.id == playlists.c.owner_id, isouter=True
+    )
+
+
+def _row(r: Any) -> PlaylistRow:
+    return PlaylistRow(
+        id=r.id,
+        owner_id=r.owner_id,
+        owner_username=r.owner_username,
+        name=r.name,
+        description=r.description,
+        visibility=r.visibility,
+        version=int(r.version),
+        entry_count=int(r.entry_count),
+        counts=Counts(int(r.likes), int(r.dislikes), int(r.loves), int(r.plays)),
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+    )
+
+
+class PlaylistQueries:
+    """Reads ``playlists`` and ``playlist_entries``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def visible(self, playlist_id: UUID, viewer_id: UUID | None) -> PlaylistRow | None:
+        """The playlist if the viewer may see it, else None (hidden and missing look alike)."""
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                _select().where(playlists.c.id == playlist_id, visible_to(viewer_id))
+            ).first()
+        return None if row is None else _row(row)
+
+    def visible_many(
+        self, playlist_ids: Iterable[UUID], viewer_id: UUID | None
+    ) -> dict[UUID, PlaylistRow]:
+        """Those of the playlists the viewer may see, by id."""
+        wanted = list(set(playlist_ids))
+        if not wanted:
+            return {}
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                _select().where(playlists.c.id.in_(wanted), visible_to(viewer_id))
+            ).all()
+        return {r.id: _row(r) for r in rows}
+
+    def entries(self, playlist_id: UUID) -> list[EntryRow]:
+        """The playlist's entries in order."""
+        e = playlist_entries.c
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(e.entry_id, e.position, e.track_id, e.unavailable, e.added_at)
+                .where(e.playlist_id == playlist_id)
+                .order_by(e.position)
+            ).all()
+        return [
+            EntryRow(r.entry_id, int(r.position), r.track_id, bool(r.unavailable), r.added_at)
+            for r in rows
+        ]
+
+    def listed(
+        self,
+        *,
+        q: str | None = None,
+        owner_id: UUID | None = None,
+        sort: PlaylistSort = "new",
+        cursor: str | None = None,
+        limit: int = 20,
+    ) -> Page[PlaylistRow]:
+        """Public playlists, searched by name or description, filtered by owner, sorted."""
+        conditions = [visible_to(None)]
+        if owner_id is not None:
+            conditions.append(playlists.c.owner_id == owner_id)
+        return self._page(conditions, q, sort, cursor, limit)
+
+    def owned_by(
+        self,
+        owner_id: UUID,
+        *,
+        q: str | None = None,
+        sort: PlaylistSort = "new",
+        cursor: str | None = None,
+        limit: int = 20,
+    ) -> Page[PlaylistRow]:
+        """The owner's own playlists, private ones included."""
+        conditions = [playlists.c.owner_id == owner_id, playlists.c.deleted.is_(False)]
+        return self._page(conditions, q, sort, cursor, limit)
+
+    def _page(
+        self,
+        conditions: list[ColumnElement[bool]],
+        q: str | None,
+        sort: PlaylistSort,
+        cursor: str | None,
+        limit: int,
+    ) -> Page[PlaylistRow]:
+        column_name, value_type, desc = _SORTS[sort]
+        column = playlists.c[column_name]
+        if q is not None and q.strip():
+            pattern = like_pattern(q.strip().casefold())
+            conditions.append(
+                or_(
+                    playlists.c.name_key.like(pattern, escape="\\"),
+                    playlists.c.description_key.like(pattern, escape="\\"),
+                )
+            )
+        if cursor is not None:
+            value, row_id = decode_cursor(cursor, value_type)
+            conditions.append(after(column, playlists.c.id, value, row_id, desc=desc))
+        order = [column.desc(), playlists.c.id.desc()] if desc else [column, playlists.c.id]
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                _select().where(*conditions).order_by(*order).limit(limit + 1)
+            ).all()
+        items = [_row(r) for r in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = encode_cursor(last._mapping[column_name], last.id)
+        return Page(items, next_cursor)
