@@ -10,14 +10,24 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from application.errors import Conflict, Contention, Forbidden, NotFound, Unauthenticated
+from application.errors import (
+    Conflict,
+    Contention,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    Unauthenticated,
+)
 from domain.errors import (
     AlreadyClaimed,
     Gone,
     InvalidValue,
+    LimitReached,
+    NoSuchPart,
     NotPermitted,
     RefreshTokenReused,
     SessionRevoked,
+    StateConflict,
 )
 
 log = logging.getLogger(__name__)
@@ -97,6 +107,16 @@ def _to_response(error: Exception) -> JSONResponse:
             )
         case Forbidden() | NotPermitted():
             return error_response(403, "forbidden", str(error))
+        case PreconditionFailed():
+            return error_response(
+                412, "precondition_failed", str(error), current_version=error.current_version
+            )
+        case NoSuchPart():
+            return error_response(404, "not_found", str(error))
+        case LimitReached():
+            return error_response(409, "conflict", str(error), limit=error.limit)
+        case StateConflict():
+            return error_response(409, "conflict", str(error))
         case Conflict():
             return error_response(409, "conflict", str(error))
         case Contention():
@@ -161,6 +181,9 @@ def install_error_handlers(app: FastAPI) -> None:
         NotPermitted,
         Conflict,
         Contention,
+        PreconditionFailed,
+        NoSuchPart,
+        StateConflict,
         Exception,
     ):
         app.add_exception_handler(kind, on_error)
