@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from infrastructure.bootstrap import Container, build
 from infrastructure.settings import Settings
-from interfaces.http.commands import auth, users
+from interfaces.http.commands import auth, playback, playlists, plays, reactions, users
 from interfaces.http.common import make_service
 
 
@@ -20,4 +20,8 @@ def create_command_app(settings: Settings, container: Container | None = None) -
     )
     app.include_router(auth.router)
     app.include_router(users.router)
+    app.include_router(playlists.router)
+    app.include_router(reactions.router)
+    app.include_router(plays.router)
+    app.include_router(playback.router)
     return app
