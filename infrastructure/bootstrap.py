@@ -14,10 +14,12 @@ from psycopg.conninfo import make_conninfo
 from sqlalchemy import Engine
 
 from application.app import ThePlaylist
+from application.audit import Audit
 from application.context import Rules
 from application.ports import Clock
 from domain.playlists import PlaylistRules
 from domain.users import AccountRules
+from infrastructure.chain import event_log
 from infrastructure.clock import SystemClock
 from infrastructure.database import create_database_engine
 from infrastructure.eventstore import event_store_env
@@ -69,6 +71,7 @@ class Container:
     queries: Queries
     projectors: list[Projector]
     broadcast: Broadcast
+    audit: Audit
     _worker: ProjectionWorker | None = field(default=None, repr=False)
     _listener: PostgresListener | None = field(default=None, repr=False)
 
@@ -185,4 +188,5 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Container:
             ListeningProjector(),
         ],
         broadcast=broadcast,
+        audit=Audit(event_log(app.recorder), app, settings.audit_batch_size),
     )

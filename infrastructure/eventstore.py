@@ -17,6 +17,8 @@ def event_store_env(settings: Settings) -> dict[str, str]:
         return {
             **common,
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            # The library's recorder plus the tamper-evident chain (docs/audit.md).
+            "APPLICATION_RECORDER_TOPIC": "infrastructure.chain:ChainedSQLiteApplicationRecorder",
             "SQLITE_DBNAME": str(settings.data_dir / "events.sqlite3"),
             "SQLITE_LOCK_TIMEOUT": "30",
         }
@@ -24,6 +26,7 @@ def event_store_env(settings: Settings) -> dict[str, str]:
     return {
         **common,
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "APPLICATION_RECORDER_TOPIC": "infrastructure.chain:ChainedPostgresApplicationRecorder",
         "POSTGRES_DBNAME": pg["dbname"],
         "POSTGRES_HOST": pg["host"],
         "POSTGRES_PORT": pg["port"],

@@ -78,6 +78,16 @@ class Settings(BaseSettings):
     projection_batch_size: int = Field(500, ge=1, le=100_000)
     projection_poll_interval_seconds: float = Field(0.05, gt=0, le=10)
     min_position_wait_seconds: float = Field(5.0, ge=0, le=60)
+    # Rebuilds replay in bigger batches than live projection (one transaction each).
+    projection_rebuild_batch_size: int = Field(2000, ge=1, le=100_000)
+    # A projector whose version changed is rebuilt when the projectors start.
+    projection_auto_rebuild: bool = True
+    # Events per read when verifying or exporting the whole log (memory stays constant).
+    audit_batch_size: int = Field(1000, ge=1, le=100_000)
+    # How long an Idempotency-Key is remembered, and how long a request that
+    # reuses the key of one still running waits for its outcome.
+    idempotency_ttl_seconds: int = Field(24 * 3600, ge=60, le=30 * 24 * 3600)
+    idempotency_wait_seconds: float = Field(10.0, ge=0, le=300)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
