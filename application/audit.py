@@ -189,6 +189,11 @@ class AuditEvent:
     hash: str | None
     data: dict[str, Any]
 
+    def as_json(self) -> dict[str, Any]:
+        """The event as one JSON object (as the API and the export write it)."""
+        result: dict[str, Any] = jsonable(dataclasses.asdict(self))
+        return result
+
 
 @dataclass(frozen=True)
 class AuditPage:
@@ -284,6 +289,9 @@ class Audit:
                 raise _Broken(position, "a link has no event: the event was deleted")
             if link is None:
                 raise _Broken(position, "an event has no link: it was added outside the log")
+            if not isinstance(event.state, bytes):
+                # SQLite turns a blob edited as text into text: that is an edit too.
+                raise _Broken(position, "the stored event is not bytes: it was changed")
             expected = link_hash(
                 previous,
                 event.id,

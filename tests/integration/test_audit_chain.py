@@ -32,11 +32,11 @@ def _raw(settings: Settings) -> Iterator[tuple[Any, str, str]]:
             )
             yield conn, "theplaylist_events", "notification_id"
     else:
-        conn = sqlite3.connect(settings.data_dir / "events.sqlite3", isolation_level=None)
+        lite = sqlite3.connect(settings.data_dir / "events.sqlite3", isolation_level=None)
         try:
-            yield conn, "stored_events", "rowid"
+            yield lite, "stored_events", "rowid"
         finally:
-            conn.close()
+            lite.close()
 
 
 def _flip_one_byte(settings: Settings, position: int) -> None:

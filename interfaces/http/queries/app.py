@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from infrastructure.bootstrap import Container, build
 from infrastructure.settings import Settings
 from interfaces.http.common import make_service
+from interfaces.http.queries import audit as audit_routes
 from interfaces.http.queries import users
 
 
@@ -19,4 +20,5 @@ def create_query_app(settings: Settings, container: Container | None = None) -> 
         container if container is not None else (lambda: build(settings)),
     )
     app.include_router(users.router)
+    app.include_router(audit_routes.router)
     return app
