@@ -37,3 +37,41 @@ class PreconditionFailed(ApplicationError):
     def __init__(self, message: str, current_version: int) -> None:
         super().__init__(message)
         self.current_version = current_version
+
+
+class UnsupportedMedia(ApplicationError):
+    """An uploaded file's content is not one of the accepted audio types.
+
+    ``mime_type`` is what the content was judged to be (never what the client said).
+    """
+
+    def __init__(self, message: str, mime_type: str | None) -> None:
+        super().__init__(message)
+        self.mime_type = mime_type
+
+
+class CorruptMedia(ApplicationError):
+    """The content looks like an accepted audio type but does not parse as one."""
+
+
+class DuplicateTrack(Conflict):
+    """The same bytes were already uploaded; ``existing_track_id`` is that track."""
+
+    def __init__(self, existing_track_id: object) -> None:
+        super().__init__("this audio file was already uploaded")
+        self.existing_track_id = existing_track_id
+
+
+class StorageUnavailable(ApplicationError):
+    """Blob storage failed, timed out, or its circuit breaker is open.
+
+    ``retry_after`` is how many seconds a client should wait before trying again.
+    """
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class BlobNotFound(ApplicationError):
+    """No blob is stored under the key (not a storage failure)."""

@@ -5,7 +5,10 @@ Adapters live in ``infrastructure``; the composition root picks them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
 from uuid import UUID
 
@@ -51,4 +54,110 @@ class PersonalDataVault(Protocol):
 
     def forget(self, subject_id: UUID) -> None:
         """Destroy the subject's key."""
+        ...
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """One stored blob: its key (the content's SHA-256), size and last write time."""
+
+    key: str
+    size: int
+    modified_at: datetime
+
+
+class BlobStore(Protocol):
+    """Content-addressed storage of audio files, keyed by their SHA-256 (hex).
+
+    Writes are atomic: a reader sees a whole blob or none. Storing a key that
+    already exists keeps the stored bytes (same key, same content). Failures
+    of the storage itself raise :class:`application.errors.StorageUnavailable`;
+    a missing key raises :class:`application.errors.BlobNotFound`.
+    """
+
+    def put(self, key: str, source: Path, size: int) -> None:
+        """Store the ``size`` bytes of the local file ``source`` under ``key``."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """True when a blob is stored under ``key``."""
+        ...
+
+    def stat(self, key: str) -> BlobInfo:
+        """The blob's size and last write time."""
+        ...
+
+    def read(self, key: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (exclusive), into memory: for small ranges only."""
+        ...
+
+    def open(self, key: str, start: int, end: int) -> Iterator[bytes]:
+        """Bytes ``start`` to ``end`` (exclusive) as chunks of bounded size.
+
+        The blob is opened before this returns (a missing blob or an
+        unreachable store fails here, not half-way through a response).
+        Closing the iterator releases the underlying file or connection.
+        """
+        ...
+
+    def local_path(self, key: str) -> Path | None:
+        """A local file holding the blob, for zero-copy serving; None if not on local disk."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove the blob; removing a missing blob does nothing."""
+        ...
+
+    def list(self) -> Iterator[BlobInfo]:
+        """Every stored blob (for garbage collection)."""
+        ...
+
+    def sweep_incomplete(self, older_than: datetime) -> int:
+        """Remove unfinished writes (temporary files, multipart uploads) started before
+        ``older_than``; return how many were removed."""
+        ...
+
+    def health(self) -> None:
+        """Return when the store answers; raise otherwise."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and threads."""
+        ...
+
+
+@dataclass(frozen=True)
+class AudioTags:
+    """Descriptive tags found in an audio file (untrusted: checked before use)."""
+
+    title: str | None = None
+    artist: str | None = None
+    album: str | None = None
+    genre: str | None = None
+    year: int | None = None
+
+
+@dataclass(frozen=True)
+class ParsedAudio:
+    """What inspecting an audio file's content established."""
+
+    mime_type: str
+    extension: str
+    duration_ms: int
+    bitrate: int | None
+    sample_rate: int | None
+    channels: int | None
+    tags: AudioTags
+
+
+class MediaInspector(Protocol):
+    """Judges an uploaded file by its content alone (never its name or declared type)."""
+
+    def inspect(self, path: Path) -> ParsedAudio:
+        """The audio's type, stream facts and tags.
+
+        Raises :class:`application.errors.UnsupportedMedia` when the content is
+        not an accepted audio type, and :class:`application.errors.CorruptMedia`
+        when it claims to be one but does not parse as a whole, playable file.
+        """
         ...

@@ -35,6 +35,35 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     s3_access_key_id: str | None = None
     s3_secret_access_key: SecretStr | None = None
+    # Multipart uploads above this size, in parts of this size (S3 needs >= 5 MiB parts).
+    s3_multipart_threshold_bytes: int = Field(64 * 1024 * 1024, ge=5 * 1024 * 1024)
+    s3_multipart_chunk_bytes: int = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024)
+    s3_max_concurrency: int = Field(4, ge=1, le=32)
+    # Blob storage calls: consecutive failures that open the circuit breaker, how long it
+    # stays open before a trial call, and a time limit per kind of call.
+    storage_breaker_failure_threshold: int = Field(5, ge=1, le=1000)
+    storage_breaker_recovery_seconds: float = Field(30.0, gt=0, le=3600)
+    storage_connect_timeout_seconds: float = Field(3.0, gt=0, le=300)
+    storage_upload_timeout_seconds: float = Field(600.0, gt=0, le=24 * 3600)
+    storage_read_timeout_seconds: float = Field(10.0, gt=0, le=3600)
+    storage_delete_timeout_seconds: float = Field(10.0, gt=0, le=3600)
+    # Blobs younger than this are left alone by `storage gc` (uploads may be in flight).
+    storage_gc_grace_seconds: int = Field(3600, ge=0)
+    # Accepted audio, judged by content (canonical MIME types, comma-separated).
+    allowed_audio_types: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [
+            "audio/mpeg",
+            "audio/flac",
+            "audio/ogg",
+            "audio/opus",
+            "audio/mp4",
+            "audio/wav",
+        ]
+    )
+    track_text_max_length: int = Field(200, ge=1, le=1000)
+    # Ranges up to this size are served from memory; larger ones stream in chunks.
+    stream_memory_threshold_bytes: int = Field(1024 * 1024, ge=0, le=64 * 1024 * 1024)
+    stream_chunk_bytes: int = Field(1024 * 1024, ge=4096, le=16 * 1024 * 1024)
 
     secret_key: SecretStr | None = None
     production: bool = False
@@ -98,6 +127,20 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
         return value
+
+    @field_validator("allowed_audio_types", mode="before")
+    @classmethod
+    def _split_audio_types(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [t.strip() for t in value.split(",") if t.strip()]
+        return value
+
+    @field_validator("allowed_audio_types")
+    @classmethod
+    def _check_audio_types(cls, value: list[str]) -> list[str]:
+        from infrastructure.media import check_allowed_types
+
+        return sorted(check_allowed_types(value))
 
     @field_validator("database_url")
     @classmethod
