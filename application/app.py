@@ -17,14 +17,20 @@ from eventsourcing.utils import EnvType
 from application.context import Rules
 from application.playlists import PlaylistCommands
 from application.plays import PlayCommands
-from application.ports import Clock, PasswordHasher, PersonalDataVault
+from application.ports import BlobStore, Clock, MediaInspector, PasswordHasher, PersonalDataVault
 from application.reactions import ReactionCommands
 from application.sessions import SessionCommands
+from application.tracks import TrackCommands
 from application.unit_of_work import CommandRunner, GroupCommitRunner
 
 
 class ThePlaylist(
-    PlaylistCommands, ReactionCommands, PlayCommands, SessionCommands, Application[UUID]
+    TrackCommands,
+    PlaylistCommands,
+    ReactionCommands,
+    PlayCommands,
+    SessionCommands,
+    Application[UUID],
 ):
     """The write side. Build it with :func:`infrastructure.bootstrap.build`."""
 
@@ -38,6 +44,8 @@ class ThePlaylist(
         hasher: PasswordHasher,
         vault: PersonalDataVault,
         rules: Rules,
+        blobs: BlobStore,
+        media: MediaInspector,
         on_commit: Callable[[int], None] | None = None,
     ) -> None:
         super().__init__(env)
@@ -45,6 +53,9 @@ class ThePlaylist(
         self._hasher = hasher
         self._vault = vault
         self._rules = rules
+        self._blobs = blobs
+        self._media = media
+        self._track_rules = rules.tracks
         self._runner = (
             GroupCommitRunner(
                 self, rules.command_attempts, on_commit, max_batch=rules.group_commit_max_batch

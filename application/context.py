@@ -8,6 +8,7 @@ from datetime import timedelta
 from application.ports import Clock, PasswordHasher, PersonalDataVault
 from application.unit_of_work import CommandRunner
 from domain.playlists import PlaylistRules
+from domain.tracks import TrackRules
 from domain.users import AccountRules
 
 
@@ -22,6 +23,7 @@ class Rules:
     group_commit_max_batch: int = 64
     playlists: PlaylistRules = field(default_factory=PlaylistRules)
     playback_timeout: timedelta = timedelta(minutes=30)
+    tracks: TrackRules = field(default_factory=TrackRules)
 
 
 class Handlers:

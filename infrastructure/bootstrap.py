@@ -18,16 +18,21 @@ from application.audit import Audit
 from application.context import Rules
 from application.ports import Clock
 from domain.playlists import PlaylistRules
+from domain.tracks import TrackRules
 from domain.users import AccountRules
+from infrastructure.blobs import open_blob_store
+from infrastructure.blobs.breaker import GuardedBlobStore
 from infrastructure.chain import event_log
 from infrastructure.clock import SystemClock
 from infrastructure.database import create_database_engine
 from infrastructure.eventstore import event_store_env
+from infrastructure.media import LibmagicMutagenInspector
 from infrastructure.passwords import Argon2PasswordHasher
 from infrastructure.settings import Settings
 from infrastructure.tokens import AccessTokens
 from infrastructure.vault import SqlPersonalDataVault
 from infrastructure.wakeup import Broadcast, PostgresListener
+from projections.blob_cleanup import BlobCleanup
 from projections.listening import ListeningProjector
 from projections.playlists import PlaylistsProjector
 from projections.projector import Projector
@@ -36,10 +41,12 @@ from projections.queries.playlists import PlaylistQueries
 from projections.queries.positions import PositionQueries
 from projections.queries.reactions import ReactionQueries
 from projections.queries.sessions import SessionQueries
+from projections.queries.tracks import TrackQueries
 from projections.queries.users import UserQueries
 from projections.reactions import ReactionsProjector
 from projections.runner import ProjectionRunner, create_read_models
 from projections.sessions import SessionsProjector
+from projections.tracks import TracksProjector
 from projections.users import UsersProjector
 from projections.worker import ProjectionWorker
 
@@ -56,6 +63,7 @@ class Queries:
     playlists: PlaylistQueries
     reactions: ReactionQueries
     listening: ListeningQueries
+    tracks: TrackQueries
 
 
 @dataclass
@@ -72,6 +80,7 @@ class Container:
     projectors: list[Projector]
     broadcast: Broadcast
     audit: Audit
+    blobs: GuardedBlobStore
     _worker: ProjectionWorker | None = field(default=None, repr=False)
     _listener: PostgresListener | None = field(default=None, repr=False)
 
@@ -118,6 +127,7 @@ class Container:
             self._listener.stop()
             self._listener = None
         self.app.close()
+        self.blobs.close()
         self.read_engine.dispose()
         self.vault_engine.dispose()
 
@@ -131,6 +141,7 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Container:
     create_read_models(read_engine)
     vault = SqlPersonalDataVault(vault_engine)
     broadcast = Broadcast()
+    blobs = open_blob_store(settings)
     app = ThePlaylist(
         event_store_env(settings),
         clock=clock,
@@ -159,7 +170,10 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Container:
                 max_entries=settings.playlist_max_entries,
             ),
             playback_timeout=timedelta(seconds=settings.playback_session_timeout_seconds),
+            tracks=TrackRules(text_max=settings.track_text_max_length),
         ),
+        blobs=blobs,
+        media=LibmagicMutagenInspector(settings.allowed_audio_types),
         # Projectors in this process hear of commits at once, even on SQLite.
         on_commit=lambda _position: broadcast.set(),
     )
@@ -179,6 +193,7 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Container:
             playlists=PlaylistQueries(read_engine),
             reactions=ReactionQueries(read_engine),
             listening=ListeningQueries(read_engine),
+            tracks=TrackQueries(read_engine),
         ),
         projectors=[
             UsersProjector(vault),
@@ -186,7 +201,10 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Container:
             PlaylistsProjector(),
             ReactionsProjector(),
             ListeningProjector(),
+            TracksProjector(),
+            BlobCleanup(app),
         ],
         broadcast=broadcast,
+        blobs=blobs,
         audit=Audit(event_log(app.recorder), app, settings.audit_batch_size),
     )

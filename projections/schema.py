@@ -5,7 +5,9 @@ Described for analytics readers in ``docs/read-models.md``.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -22,8 +24,11 @@ from sqlalchemy import (
     Text,
     Uuid,
     and_,
+    event,
+    text,
 )
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import TypeDecorator
 
 
@@ -44,6 +49,8 @@ class UtcDateTime(TypeDecorator[datetime]):
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
+
+log = logging.getLogger(__name__)
 
 metadata = MetaData()
 
@@ -203,3 +210,76 @@ stats_hourly = Table(
     PrimaryKeyConstraint("target_kind", "target_id", "hour"),
     Index("ix_stats_hourly_kind_hour", "target_kind", "hour"),
 )
+
+
+# --- tracks (projection "tracks"); described for analysts in docs/read-models.md.
+
+tracks = Table(
+    "tracks",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("uploader_id", Uuid, nullable=False),
+    Column("title", String(1000), nullable=False),
+    Column("artist", String(1000), nullable=True),
+    Column("album", String(1000), nullable=True),
+    Column("genre", String(1000), nullable=True),
+    Column("year", Integer, nullable=True),
+    Column("duration_ms", BigInteger, nullable=False),
+    Column("bitrate", Integer, nullable=True),
+    Column("sample_rate", Integer, nullable=True),
+    Column("channels", SmallInteger, nullable=True),
+    Column("mime_type", String(64), nullable=False),
+    Column("extension", String(16), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    # casefold(title), and casefold of title, artist and album: sorting and searching.
+    Column("title_key", String(1000), nullable=False),
+    Column("search_text", Text, nullable=False),
+    *_counts(),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("ix_tracks_uploader", "uploader_id", "created_at", "id"),
+    Index("ix_tracks_sha256", "sha256"),
+)
+for _key in ("created_at", "title_key", "plays", "likes", "loves"):
+    Index(f"ix_tracks_{_key}", tracks.c[_key], tracks.c.id)
+
+
+def _create_track_search_index(table: Table, connection: Connection, **_: Any) -> None:
+    """On PostgreSQL, a trigram index makes ``search_text LIKE '%term%'`` an index scan.
+
+    pg_trgm ships with PostgreSQL and is a trusted extension; where it cannot be
+    installed the search still works, by scanning.
+    """
+    if connection.dialect.name != "postgresql":
+        return
+    find = text(
+        "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
+        " WHERE e.extname = 'pg_trgm'"
+    )
+    schema = connection.execute(find).scalar()
+    for statement in (
+        "CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public",
+        "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+    ):
+        if schema is not None:
+            break
+        try:
+            with connection.begin_nested():
+                connection.execute(text(statement))
+        except DBAPIError as error:
+            log.info("pg_trgm: %s failed: %s", statement, error.orig)
+        schema = connection.execute(find).scalar()
+    if schema is None:
+        log.warning("pg_trgm is not available: track search will scan the tracks table")
+        return
+    quote = connection.dialect.identifier_preparer.quote
+    connection.execute(
+        text(
+            f"CREATE INDEX IF NOT EXISTS ix_tracks_search_trgm ON {quote(table.name)}"
+            f" USING gin (search_text {quote(schema)}.gin_trgm_ops)"
+        )
+    )
+
+
+event.listen(tracks, "after_create", _create_track_search_index)

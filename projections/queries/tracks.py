@@ -1,0 +1,151 @@
+"""Queries on the tracks read model: one track, and keyset-paginated listings
+(see :mod:`projections.queries.keyset`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from sqlalchemy import Column, ColumnElement, Engine, Row, select
+
+from projections.queries.keyset import Page, after, decode_cursor, encode_cursor
+from projections.schema import tracks
+from projections.tracks import fold
+
+TrackSort = Literal["new", "plays", "likes", "loves", "title"]
+
+# sort -> (column, its Python type, descending); ties are broken by id in the same direction.
+_SORTS: dict[str, tuple[Column[Any], type, bool]] = {
+    "new": (tracks.c.created_at, datetime, True),
+    "plays": (tracks.c.plays, int, True),
+    "likes": (tracks.c.likes, int, True),
+    "loves": (tracks.c.loves, int, True),
+    "title": (tracks.c.title_key, str, False),
+}
+_MAX_TERMS = 8
+
+
+@dataclass(frozen=True)
+class TrackCounts:
+    """How many likes, dislikes, loves and plays a track has."""
+
+    likes: int
+    dislikes: int
+    loves: int
+    plays: int
+
+
+@dataclass(frozen=True)
+class TrackRow:
+    """A track as the read side knows it."""
+
+    id: UUID
+    title: str
+    artist: str | None
+    album: str | None
+    genre: str | None
+    year: int | None
+    duration_ms: int
+    bitrate: int | None
+    sample_rate: int | None
+    channels: int | None
+    mime_type: str
+    extension: str
+    size_bytes: int
+    sha256: str
+    uploader_id: UUID
+    created_at: datetime
+    updated_at: datetime
+    counts: TrackCounts
+
+
+def _row(row: Row[Any]) -> TrackRow:
+    return TrackRow(
+        id=row.id,
+        title=row.title,
+        artist=row.artist,
+        album=row.album,
+        genre=row.genre,
+        year=row.year,
+        duration_ms=int(row.duration_ms),
+        bitrate=row.bitrate,
+        sample_rate=row.sample_rate,
+        channels=row.channels,
+        mime_type=row.mime_type,
+        extension=row.extension,
+        size_bytes=int(row.size_bytes),
+        sha256=row.sha256,
+        uploader_id=row.uploader_id,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        counts=TrackCounts(int(row.likes), int(row.dislikes), int(row.loves), int(row.plays)),
+    )
+
+
+def _escape_like(term: str) -> str:
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def search_terms(q: str | None) -> list[str]:
+    """The words of a search, case-folded; a track must contain every one."""
+    if not q:
+        return []
+    return [fold(word) for word in q.split()][:_MAX_TERMS]
+
+
+class TrackQueries:
+    """Reads ``tracks``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def get(self, track_id: UUID) -> TrackRow | None:
+        """The live track, or None."""
+        with self._engine.connect() as conn:
+            row = conn.execute(select(tracks).where(tracks.c.id == track_id)).first()
+        return None if row is None else _row(row)
+
+    def by_ids(self, track_ids: Iterable[UUID]) -> dict[UUID, TrackRow]:
+        """The live tracks among these ids."""
+        wanted = list(dict.fromkeys(track_ids))
+        if not wanted:
+            return {}
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(tracks).where(tracks.c.id.in_(wanted))).all()
+        return {row.id: _row(row) for row in rows}
+
+    def list(
+        self,
+        *,
+        q: str | None = None,
+        uploader: UUID | None = None,
+        sort: TrackSort = "new",
+        cursor: str | None = None,
+        limit: int = 20,
+    ) -> Page[TrackRow]:
+        """A page of tracks matching every word of ``q`` (in title, artist or album)."""
+        column, value_type, descending = _SORTS[sort]
+        conditions: list[ColumnElement[bool]] = [
+            tracks.c.search_text.like(f"%{_escape_like(term)}%", escape="\\")
+            for term in search_terms(q)
+        ]
+        if uploader is not None:
+            conditions.append(tracks.c.uploader_id == uploader)
+        if cursor:
+            value, row_id = decode_cursor(cursor, value_type)
+            conditions.append(after(column, tracks.c.id, value, row_id, desc=descending))
+        order: Sequence[ColumnElement[Any]] = (
+            (column.desc(), tracks.c.id.desc()) if descending else (column, tracks.c.id)
+        )
+        statement = select(tracks).where(*conditions).order_by(*order).limit(limit + 1)
+        with self._engine.connect() as conn:
+            rows = conn.execute(statement).all()
+        items = [_row(row) for row in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = encode_cursor(last._mapping[column.key], last.id)
+        return Page(items, next_cursor)
