@@ -19,6 +19,7 @@ from infrastructure.bootstrap import Container, build
 from infrastructure.settings import Settings
 from interfaces.logging import configure_logging
 from interfaces.operations_cli import audit_cli
+from interfaces.storage_cli import storage_cli
 
 cli = typer.Typer(
     help="ThePlaylist: an event-sourced social network for music playlists.",
@@ -31,6 +32,7 @@ projections_cli = typer.Typer(
 users_cli = typer.Typer(help="Administer users.", no_args_is_help=True)
 cli.add_typer(projections_cli, name="projections")
 cli.add_typer(users_cli, name="users")
+cli.add_typer(storage_cli, name="storage")
 cli.add_typer(audit_cli, name="audit")
 
 console = Console()

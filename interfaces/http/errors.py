@@ -11,12 +11,17 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from application.errors import (
+    BlobNotFound,
     Conflict,
     Contention,
+    CorruptMedia,
+    DuplicateTrack,
     Forbidden,
     NotFound,
     PreconditionFailed,
+    StorageUnavailable,
     Unauthenticated,
+    UnsupportedMedia,
 )
 from domain.errors import (
     AlreadyClaimed,
@@ -90,6 +95,24 @@ def _to_response(error: Exception) -> JSONResponse:
             return error_response(
                 error.status, error.code, error.message, error.headers, **error.extra
             )
+        case DuplicateTrack():
+            return error_response(
+                409, "duplicate_track", str(error), existing_track_id=str(error.existing_track_id)
+            )
+        case UnsupportedMedia():
+            return error_response(
+                415, "unsupported_media_type", str(error), mime_type=error.mime_type
+            )
+        case CorruptMedia():
+            return error_response(422, "corrupt_media", str(error))
+        case StorageUnavailable():
+            return error_response(
+                503, "storage_unavailable", str(error), {"Retry-After": str(error.retry_after)}
+            )
+        case BlobNotFound():
+            # A live track whose blob is gone: the storage lost it (or an operator did).
+            log.error("a track's blob is missing from storage: %s", error)
+            return error_response(404, "not_found", "the audio of this track is missing")
         case InvalidValue():
             return error_response(
                 422,
@@ -184,6 +207,11 @@ def install_error_handlers(app: FastAPI) -> None:
         PreconditionFailed,
         NoSuchPart,
         StateConflict,
+        DuplicateTrack,
+        UnsupportedMedia,
+        CorruptMedia,
+        StorageUnavailable,
+        BlobNotFound,
         Exception,
     ):
         app.add_exception_handler(kind, on_error)

@@ -31,6 +31,12 @@ def readiness(container: Container) -> dict[str, Any]:
         checks["read_models"] = "ok"
     except Exception as error:  # noqa: BLE001
         checks["read_models"] = f"unavailable: {type(error).__name__}"
+    try:
+        # Through the circuit breaker: fails fast while it is open, probes when half-open.
+        container.blobs.health()
+        checks["blob_storage"] = "ok"
+    except Exception as error:  # noqa: BLE001
+        checks["blob_storage"] = f"unavailable: {error}"
     return checks
 
 
@@ -48,6 +54,10 @@ def ready(container: ContainerDep) -> JSONResponse:
     if not ok:
         log.warning("not ready", extra={"checks": checks})
     return JSONResponse(
-        {"status": "ready" if ok else "unavailable", "checks": checks},
+        {
+            "status": "ready" if ok else "unavailable",
+            "checks": checks,
+            "storage_breaker": container.blobs.snapshot().as_dict(),
+        },
         status_code=200 if ok else 503,
     )

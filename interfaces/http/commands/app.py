@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from infrastructure.bootstrap import Container, build
 from infrastructure.settings import Settings
-from interfaces.http.commands import auth, playback, playlists, plays, reactions, users
+from interfaces.http.commands import auth, playback, playlists, plays, reactions, tracks, users
 from interfaces.http.common import make_service
 
 
@@ -24,4 +24,5 @@ def create_command_app(settings: Settings, container: Container | None = None) -
     app.include_router(reactions.router)
     app.include_router(plays.router)
     app.include_router(playback.router)
+    app.include_router(tracks.router)
     return app

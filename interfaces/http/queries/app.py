@@ -8,6 +8,7 @@ from infrastructure.bootstrap import Container, build
 from infrastructure.settings import Settings
 from interfaces.http.common import make_service
 from interfaces.http.queries import audit as audit_routes
+from interfaces.http.queries import tracks as track_routes
 from interfaces.http.queries import users
 
 
@@ -20,5 +21,6 @@ def create_query_app(settings: Settings, container: Container | None = None) -> 
         container if container is not None else (lambda: build(settings)),
     )
     app.include_router(users.router)
+    app.include_router(track_routes.router)
     app.include_router(audit_routes.router)
     return app

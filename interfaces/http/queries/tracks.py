@@ -1,0 +1,270 @@
+"""``/api/v1/tracks``, ``/api/v1/tracks/{id}``, its stream and download, ``/api/v1/me/tracks``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from application.errors import NotFound
+from infrastructure.bootstrap import Container
+from interfaces.http.deps import ContainerDep, QueriesDep, SettingsDep
+from interfaces.http.errors import ApiError
+from interfaces.http.queries.consistency import reads_from
+from interfaces.http.security import CurrentCaller, OptionalCaller
+from interfaces.http.streaming import audio_response, content_disposition, download_name
+from projections.queries.reactions import NO_REACTIONS, MyReactionsRow
+from projections.queries.tracks import TrackRow, TrackSort
+
+router = APIRouter(prefix="/api/v1", tags=["tracks"])
+
+_READS = [Depends(reads_from("tracks", "reactions"))]
+
+
+class CountsOut(BaseModel):
+    """How many likes, dislikes, loves and plays."""
+
+    likes: int
+    dislikes: int
+    loves: int
+    plays: int
+
+
+class MyReactionsOut(BaseModel):
+    """The caller's own reactions (only when signed in)."""
+
+    like: bool
+    dislike: bool
+    love: bool
+
+
+class TrackOut(BaseModel):
+    """A track."""
+
+    id: UUID
+    title: str
+    artist: str | None
+    album: str | None
+    genre: str | None
+    year: int | None
+    duration_ms: int
+    bitrate: int | None
+    sample_rate: int | None
+    channels: int | None
+    mime_type: str
+    size_bytes: int
+    sha256: str
+    uploader_id: UUID
+    created_at: datetime
+    updated_at: datetime
+    counts: CountsOut
+    my_reactions: MyReactionsOut | None = None
+    stream_url: str
+    download_url: str
+
+
+class TrackPageOut(BaseModel):
+    """A page of tracks and the cursor of the next one."""
+
+    items: list[TrackOut]
+    next_cursor: str | None
+
+
+def track_json(row: TrackRow, mine: MyReactionsRow | None = None) -> dict[str, Any]:
+    """The API.md shape of a track; ``my_reactions`` only when ``mine`` is given."""
+    body: dict[str, Any] = {
+        "id": str(row.id),
+        "title": row.title,
+        "artist": row.artist,
+        "album": row.album,
+        "genre": row.genre,
+        "year": row.year,
+        "duration_ms": row.duration_ms,
+        "bitrate": row.bitrate,
+        "sample_rate": row.sample_rate,
+        "channels": row.channels,
+        "mime_type": row.mime_type,
+        "size_bytes": row.size_bytes,
+        "sha256": row.sha256,
+        "uploader_id": str(row.uploader_id),
+        "created_at": row.created_at.isoformat(),
+        "updated_at": row.updated_at.isoformat(),
+        "counts": {
+            "likes": row.counts.likes,
+            "dislikes": row.counts.dislikes,
+            "loves": row.counts.loves,
+            "plays": row.counts.plays,
+        },
+        "stream_url": f"/api/v1/tracks/{row.id}/stream",
+        "download_url": f"/api/v1/tracks/{row.id}/download",
+    }
+    if mine is not None:
+        body["my_reactions"] = {"like": mine.like, "dislike": mine.dislike, "love": mine.love}
+    return body
+
+
+def _tracks_json(
+    container: Container, rows: list[TrackRow], caller_id: UUID | None
+) -> list[dict[str, Any]]:
+    if caller_id is None:
+        return [track_json(row) for row in rows]
+    mine = container.queries.reactions.mine(caller_id, (row.id for row in rows))
+    return [track_json(row, mine.get(row.id, NO_REACTIONS)) for row in rows]
+
+
+def page_limit(limit: int | None, container: Container) -> int:
+    """The page size: the default when absent, 422 above the configured cap."""
+    settings = container.settings
+    if limit is None:
+        return settings.page_limit_default
+    if limit > settings.page_limit_max:
+        message = f"must be at most {settings.page_limit_max}"
+        raise ApiError(
+            422,
+            "validation_error",
+            f"limit: {message}",
+            fields=[{"field": "limit", "message": message}],
+        )
+    return limit
+
+
+Q = Annotated[str | None, Query(max_length=200, description="words in title, artist or album")]
+Sort = Annotated[TrackSort, Query()]
+Cursor = Annotated[str | None, Query(max_length=1000)]
+Limit = Annotated[int | None, Query(ge=1)]
+
+
+def _page(
+    container: Container,
+    caller_id: UUID | None,
+    *,
+    q: str | None,
+    uploader: UUID | None,
+    sort: TrackSort,
+    cursor: str | None,
+    limit: int | None,
+) -> JSONResponse:
+    page = container.queries.tracks.list(
+        q=q, uploader=uploader, sort=sort, cursor=cursor, limit=page_limit(limit, container)
+    )
+    return JSONResponse(
+        {"items": _tracks_json(container, page.items, caller_id), "next_cursor": page.next_cursor}
+    )
+
+
+@router.get(
+    "/tracks", response_model=TrackPageOut, dependencies=_READS, summary="List and search tracks"
+)
+def list_tracks(
+    container: ContainerDep,
+    caller: OptionalCaller,
+    q: Q = None,
+    uploader: UUID | None = None,
+    sort: Sort = "new",
+    cursor: Cursor = None,
+    limit: Limit = None,
+) -> JSONResponse:
+    """Newest first by default; ``next_cursor`` fetches the next page."""
+    caller_id = caller.user_id if caller is not None else None
+    return _page(
+        container, caller_id, q=q, uploader=uploader, sort=sort, cursor=cursor, limit=limit
+    )
+
+
+@router.get("/me/tracks", response_model=TrackPageOut, dependencies=_READS, summary="Your uploads")
+def my_tracks(
+    container: ContainerDep,
+    caller: CurrentCaller,
+    q: Q = None,
+    sort: Sort = "new",
+    cursor: Cursor = None,
+    limit: Limit = None,
+) -> JSONResponse:
+    """401 when not signed in."""
+    return _page(
+        container,
+        caller.user_id,
+        q=q,
+        uploader=caller.user_id,
+        sort=sort,
+        cursor=cursor,
+        limit=limit,
+    )
+
+
+def _track(queries: QueriesDep, track_id: UUID) -> TrackRow:
+    row = queries.tracks.get(track_id)
+    if row is None:
+        raise NotFound("track not found")
+    return row
+
+
+@router.get("/tracks/{track_id}", response_model=TrackOut, dependencies=_READS, summary="A track")
+def get_track(track_id: UUID, container: ContainerDep, caller: OptionalCaller) -> JSONResponse:
+    """404 for unknown and deleted tracks."""
+    row = _track(container.queries, track_id)
+    caller_id = caller.user_id if caller is not None else None
+    return JSONResponse(_tracks_json(container, [row], caller_id)[0])
+
+
+_AUDIO: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"audio/*": {}}, "description": "The audio"},
+    206: {"description": "The requested range (`Content-Range`)"},
+    304: {"description": "Not modified (`If-None-Match` matched the ETag)"},
+    416: {"description": "`range_not_satisfiable`"},
+    503: {"description": "`storage_unavailable` (with Retry-After)"},
+}
+
+
+@router.api_route(
+    "/tracks/{track_id}/stream",
+    methods=["GET", "HEAD"],
+    response_class=Response,
+    responses=_AUDIO,
+    dependencies=[Depends(reads_from("tracks"))],
+    summary="Stream a track (HTTP Range, ETag, conditional GET)",
+)
+def stream_track(
+    track_id: UUID, request: Request, container: ContainerDep, settings: SettingsDep
+) -> Response:
+    """The audio; a single ``Range: bytes=...`` answers 206."""
+    row = _track(container.queries, track_id)
+    return audio_response(
+        request,
+        container.blobs,
+        sha256=row.sha256,
+        size=row.size_bytes,
+        mime_type=row.mime_type,
+        memory_threshold=settings.stream_memory_threshold_bytes,
+        chunk_size=settings.stream_chunk_bytes,
+    )
+
+
+@router.api_route(
+    "/tracks/{track_id}/download",
+    methods=["GET", "HEAD"],
+    response_class=Response,
+    responses=_AUDIO,
+    dependencies=[Depends(reads_from("tracks"))],
+    summary="Download a track as a file named after it",
+)
+def download_track(
+    track_id: UUID, request: Request, container: ContainerDep, settings: SettingsDep
+) -> Response:
+    """The same bytes as the stream, as an attachment ``<artist> - <title>.<ext>``."""
+    row = _track(container.queries, track_id)
+    name = download_name(row.title, row.artist, row.extension)
+    return audio_response(
+        request,
+        container.blobs,
+        sha256=row.sha256,
+        size=row.size_bytes,
+        mime_type=row.mime_type,
+        memory_threshold=settings.stream_memory_threshold_bytes,
+        chunk_size=settings.stream_chunk_bytes,
+        disposition=content_disposition("attachment", name),
+    )
