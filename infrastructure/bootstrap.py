@@ -26,6 +26,7 @@ from infrastructure.chain import event_log
 from infrastructure.clock import SystemClock
 from infrastructure.database import create_database_engine
 from infrastructure.eventstore import event_store_env
+from infrastructure.idempotency import SqlIdempotencyStore
 from infrastructure.media import LibmagicMutagenInspector
 from infrastructure.passwords import Argon2PasswordHasher
 from infrastructure.settings import Settings
@@ -80,6 +81,7 @@ class Container:
     projectors: list[Projector]
     broadcast: Broadcast
     audit: Audit
+    idempotency: SqlIdempotencyStore
     blobs: GuardedBlobStore
     _worker: ProjectionWorker | None = field(default=None, repr=False)
     _listener: PostgresListener | None = field(default=None, repr=False)
@@ -130,6 +132,7 @@ class Container:
         self.blobs.close()
         self.read_engine.dispose()
         self.vault_engine.dispose()
+        self.idempotency.close()
 
 
 def build(settings: Settings, *, clock: Clock | None = None) -> Container:
@@ -207,4 +210,7 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Container:
         broadcast=broadcast,
         blobs=blobs,
         audit=Audit(event_log(app.recorder), app, settings.audit_batch_size),
+        idempotency=SqlIdempotencyStore(
+            create_database_engine(settings, "idempotency", pool_size=2), settings.signing_key()
+        ),
     )

@@ -8,6 +8,7 @@ from infrastructure.bootstrap import Container, build
 from infrastructure.settings import Settings
 from interfaces.http.commands import auth, playback, playlists, plays, reactions, tracks, users
 from interfaces.http.common import make_service
+from interfaces.http.idempotency import install_idempotency
 
 
 def create_command_app(settings: Settings, container: Container | None = None) -> FastAPI:
@@ -25,4 +26,5 @@ def create_command_app(settings: Settings, container: Container | None = None) -
     app.include_router(plays.router)
     app.include_router(playback.router)
     app.include_router(tracks.router)
+    install_idempotency(app)
     return app
