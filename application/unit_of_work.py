@@ -18,13 +18,15 @@ instead of once per command.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from uuid import UUID
@@ -64,14 +66,50 @@ class _BatchState:
     aggregates: dict[UUID, Aggregate] = field(default_factory=dict)
     loaded: dict[UUID, int] = field(default_factory=dict)
     history: dict[UUID, list[Any]] = field(default_factory=dict)
+    # Aggregates as this runner's last batches left them (None: read the store).
+    recent: _Recent | None = None
+
+
+class _Recent:
+    """The aggregates the last batches wrote, as they committed them (a bounded LRU).
+
+    Commands rehearsed while an earlier batch was in flight read its
+    aggregates before that batch committed; seeding the next batch from here
+    instead spares it a certain conflict on aggregates many commands write.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._items: OrderedDict[UUID, Aggregate] = OrderedDict()
+
+    def get(self, aggregate_id: UUID) -> Aggregate | None:
+        """The committed aggregate, if it was written lately."""
+        return self._items.get(aggregate_id)
+
+    def put(self, aggregate: Aggregate) -> None:
+        """Remember ``aggregate`` as committed (it must not be changed afterwards)."""
+        self._items[aggregate.id] = aggregate
+        self._items.move_to_end(aggregate.id)
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget everything (after a conflict: another writer is about)."""
+        self._items.clear()
 
 
 class UnitOfWork:
     """The aggregates one command reads and changes, each loaded once."""
 
-    def __init__(self, app: Application[UUID], batch: _BatchState | None = None) -> None:
+    def __init__(
+        self,
+        app: Application[UUID],
+        batch: _BatchState | None = None,
+        preloaded: dict[UUID, Aggregate | None] | None = None,
+    ) -> None:
         self._app = app
         self._batch = batch
+        self._preloaded = preloaded
         self._aggregates: dict[UUID, Aggregate] = batch.aggregates if batch is not None else {}
         # In a batch: what this command touched, and what its add() displaced,
         # so that a failure can be undone and its events told apart.
@@ -82,15 +120,30 @@ class UnitOfWork:
         """The aggregate, or None if it was never created or is of another type."""
         found = self._aggregates.get(aggregate_id)
         if found is None:
-            try:
-                found = self._app.repository.get(aggregate_id)
-            except AggregateNotFoundError:
+            found = self._load(aggregate_id)
+            if found is None:
                 return None
             self._aggregates[aggregate_id] = found
             if self._batch is not None:
                 self._batch.loaded[aggregate_id] = found.version
         self._touched[aggregate_id] = None
         return found if isinstance(found, cls) else None
+
+    def _load(self, aggregate_id: UUID) -> Aggregate | None:
+        """The aggregate from the store, or from the command's rehearsal when it had one."""
+        if self._preloaded is not None and aggregate_id in self._preloaded:
+            # Read by the caller's thread just before queueing; handed over once.
+            found = self._preloaded.pop(aggregate_id)
+            if self._batch is not None and self._batch.recent is not None:
+                recent = self._batch.recent.get(aggregate_id)
+                if recent is not None and (found is None or recent.version > found.version):
+                    return deepcopy(recent)
+            return found
+        try:
+            found = self._app.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+        return found
 
     def get(self, cls: type[A], aggregate_id: UUID, what: str = "resource") -> A:
         """The aggregate; :class:`NotFound` if it does not exist."""
@@ -178,6 +231,25 @@ class UnitOfWork:
         self._aggregates[aggregate_id] = rebuilt
 
 
+class _Rehearsal(UnitOfWork):
+    """Runs a command once in its caller's thread, only to read what it needs.
+
+    The store is read there, in parallel with the other callers, and an
+    untouched copy of each aggregate is kept for the committer, which then
+    decides for real without waiting on the database. A command that would
+    fail is not told here: only its decision in the batch counts.
+    """
+
+    def __init__(self, app: Application[UUID]) -> None:
+        super().__init__(app)
+        self.read: dict[UUID, Aggregate | None] = {}
+
+    def _load(self, aggregate_id: UUID) -> Aggregate | None:
+        found = super()._load(aggregate_id)
+        self.read[aggregate_id] = None if found is None else deepcopy(found)
+        return found
+
+
 class CommandRunner:
     """Runs commands against one event-sourced application, retrying lost races."""
 
@@ -227,10 +299,15 @@ class CommandRunner:
 class _Pending:
     """A command waiting in the group-commit queue, and what its caller waits on."""
 
-    __slots__ = ("conflicts", "decide", "future")
+    __slots__ = ("conflicts", "decide", "future", "preloaded")
 
-    def __init__(self, decide: Callable[[UnitOfWork], Any]) -> None:
+    def __init__(
+        self,
+        decide: Callable[[UnitOfWork], Any],
+        preloaded: dict[UUID, Aggregate | None] | None,
+    ) -> None:
         self.decide = decide
+        self.preloaded = preloaded
         self.future: Future[Committed[Any]] = Future()
         self.conflicts = 0
 
@@ -256,7 +333,14 @@ class GroupCommitRunner(CommandRunner):
     committer thread takes every command waiting at that moment (up to
     ``max_batch``), decides them one after the other on one shared set of
     aggregates (so commands on the same aggregate see each other, in order),
-    and appends all their events in one ``save``. Guarantees:
+    and appends all their events in one ``save``.
+
+    :meth:`run` first rehearses the command in the caller's thread: the reads
+    it needs happen there, in parallel, and the committer decides on those
+    copies (or on the state its own last batches committed, when newer)
+    without waiting on the database. Stale copies cannot slip through: the
+    store refuses a save over a version it does not hold, and every retry
+    after a refusal reads the store afresh. Guarantees:
 
     * nobody hears of success, nor of a failure decided on the batch's state,
       before the batch's save has returned;
@@ -287,17 +371,30 @@ class GroupCommitRunner(CommandRunner):
         self._wake = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._recent = _Recent()
         self.batches = 0
         self.commands = 0
 
     def run(self, decide: Callable[[UnitOfWork], T]) -> Committed[T]:
-        """Queue the command, wait for its batch to be durable, return its outcome."""
-        result: Committed[T] = self.submit(decide).result()
+        """Rehearse the command here, queue it, return its outcome once its batch is durable."""
+        rehearsal = _Rehearsal(self._app)
+        with contextlib.suppress(Exception):
+            decide(rehearsal)
+        result: Committed[T] = self._queue_command(decide, rehearsal.read).result()
         return result
 
     def submit(self, decide: Callable[[UnitOfWork], T]) -> Future[Committed[T]]:
-        """Queue the command; the future resolves once its batch is durable."""
-        pending = _Pending(decide)
+        """Queue the command; the future resolves once its batch is durable.
+
+        For callers that must not block (an event loop): the committer then
+        reads what the command needs itself.
+        """
+        return self._queue_command(decide, None)
+
+    def _queue_command(
+        self, decide: Callable[[UnitOfWork], T], preloaded: dict[UUID, Aggregate | None] | None
+    ) -> Future[Committed[T]]:
+        pending = _Pending(decide, preloaded)
         with self._lock:
             if self._closed:
                 raise RuntimeError("the command runner is closed")
@@ -350,6 +447,10 @@ class GroupCommitRunner(CommandRunner):
             try:
                 self._commit_group(group)
             except _Conflict:
+                # From now on, decide on what the store holds.
+                self._recent.clear()
+                for pending in group:
+                    pending.preloaded = None
                 if len(group) > 1:
                     middle = len(group) // 2
                     groups.append(group[middle:])
@@ -368,10 +469,10 @@ class GroupCommitRunner(CommandRunner):
                 groups.append(group)
 
     def _commit_group(self, group: Sequence[_Pending]) -> None:
-        batch = _BatchState()
+        batch = _BatchState(recent=self._recent)
         outcomes: list[_Outcome] = []
         for pending in group:
-            uow = UnitOfWork(self._app, batch)
+            uow = UnitOfWork(self._app, batch, pending.preloaded)
             try:
                 value = pending.decide(uow)
             except Exception as error:  # noqa: BLE001 - it is this command's answer
@@ -401,6 +502,10 @@ class GroupCommitRunner(CommandRunner):
             group[0].future.set_exception(error)
             return
         batch_position = max(r.notification.id for r in recordings)
+        for aggregate_id in batch.history:
+            written = batch.aggregates.get(aggregate_id)
+            if written is not None:
+                self._recent.put(written)
         if self._on_commit is not None:
             self._on_commit(batch_position)
         index = 0

@@ -340,3 +340,32 @@ def test_a_batch_has_the_outcome_of_its_commands_run_one_after_the_other(
             assert count_of(container, counter_id) == count
         else:
             assert counter_id not in container.app.repository
+
+
+def test_a_command_whose_rehearsed_reads_went_stale_is_decided_again_on_fresh_state(
+    container: Container, runner: GroupCommitRunner, settings: Settings
+) -> None:
+    counter_id = uuid4()
+    runner.run(increment(counter_id))
+    other_process = build(settings)
+    elsewhere = CommandRunner(other_process.app, attempts=1)
+    calls = [0]
+
+    def overtaken_after_rehearsal(uow: UnitOfWork) -> tuple[UUID, int]:
+        calls[0] += 1
+        counter = uow.get(Counter, counter_id)
+        if calls[0] == 1:
+            # The rehearsal has read the counter; another writer moves it on.
+            elsewhere.run(increment(counter_id))
+        counter.increment()
+        return counter_id, counter.count
+
+    try:
+        committed = runner.run(overtaken_after_rehearsal)
+    finally:
+        other_process.close()
+
+    assert calls[0] == 3  # rehearsal, the refused decision, the one on fresh state
+    assert committed.value == (counter_id, 3)
+    assert count_of(container, counter_id) == 3
+    assert committed.position == position_of(container, counter_id, 3)
