@@ -2,7 +2,9 @@
 
 A deleted track's row goes at once (the blob follows later, see
 :mod:`projections.blob_cleanup`). The counts columns (likes, dislikes, loves,
-plays) start at 0; the reactions and plays projections add to them.
+plays) start at 0; the reaction and play events add to them, in this same
+projection (:class:`projections.counts.TrackCountsHandlers`), so a track's row
+always exists before its counts change and a rebuild recomputes them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select, update
 
 from domain.tracks import Track
+from projections.counts import TrackCountsHandlers
 from projections.projector import Projector, on
 from projections.schema import tracks
 
@@ -26,7 +29,7 @@ def search_text(title: str, artist: str | None, album: str | None) -> str:
     return "\n".join(fold(part) for part in (title, artist, album) if part)
 
 
-class TracksProjector(Projector):
+class TracksProjector(TrackCountsHandlers, Projector):
     """Keeps ``tracks`` in step with the Track aggregates."""
 
     name = "tracks"

@@ -66,6 +66,8 @@ def test_three_plays_by_each_of_forty_users_in_parallel_give_a_hundred_and_twent
         list(pool.map(listen, listeners))
     catch_up(container)
     assert play_count(container, track) == 120
+    track_row = container.queries.tracks.get(track)
+    assert track_row is not None and track_row.counts.plays == 120
     row = container.queries.playlists.visible(playlist, None)
     assert row is not None and row.counts.plays == 40
     now = datetime.now(UTC)

@@ -30,6 +30,13 @@ def playlist_counts(container: Container, playlist_id: UUID) -> tuple[int, int, 
     return row.counts.likes, row.counts.dislikes, row.counts.loves, row.counts.plays
 
 
+def track_counts(container: Container, track_id: UUID) -> tuple[int, int, int, int]:
+    catch_up(container)
+    row = container.queries.tracks.get(track_id)
+    assert row is not None
+    return row.counts.likes, row.counts.dislikes, row.counts.loves, row.counts.plays
+
+
 def all_time(container: Container, kind: str, by: RankBy, target_id: UUID) -> int:
     """The target's count over all time, from the listening analytics tables."""
     catch_up(container)
@@ -106,6 +113,7 @@ def test_forty_users_liking_one_track_in_parallel_give_forty_likes(container: Co
 
     with ThreadPoolExecutor(40) as pool:
         list(pool.map(like, fans))
+    assert track_counts(container, track) == (40, 0, 0, 0)
     assert all_time(container, "track", "likes", track) == 40
     assert playlist_counts(container, playlist) == (40, 0, 0, 0)
     assert all(r.like for r in container.queries.reactions.mine(fans[0], [track]).values())
@@ -153,6 +161,8 @@ def test_any_sequence_of_reactions_gives_the_counts_of_a_model(
 
     likes, dislikes, loves, _ = playlist_counts(container, target["playlist"])
     assert (likes, dislikes, loves) == tuple(expected("playlist", r) for r in _KINDS)
+    likes, dislikes, loves, _ = track_counts(container, target["track"])
+    assert (likes, dislikes, loves) == tuple(expected("track", r) for r in _KINDS)
     for kind in ("track", "playlist"):
         assert all_time(container, kind, "likes", target[kind]) == expected(kind, "like")
         assert all_time(container, kind, "loves", target[kind]) == expected(kind, "love")
