@@ -8,6 +8,9 @@ from infrastructure.bootstrap import Container, build
 from infrastructure.settings import Settings
 from interfaces.http.common import make_service
 from interfaces.http.queries import audit as audit_routes
+from interfaces.http.queries import history as history_routes
+from interfaces.http.queries import playlists as playlist_routes
+from interfaces.http.queries import stats as stats_routes
 from interfaces.http.queries import tracks as track_routes
 from interfaces.http.queries import users
 
@@ -23,4 +26,7 @@ def create_query_app(settings: Settings, container: Container | None = None) -> 
     app.include_router(users.router)
     app.include_router(track_routes.router)
     app.include_router(audit_routes.router)
+    app.include_router(playlist_routes.router)
+    app.include_router(history_routes.router)
+    app.include_router(stats_routes.router)
     return app

@@ -1,0 +1,186 @@
+"""``/api/v1/stats``: top tracks and playlists over rolling windows, plays per bucket.
+
+Periods are windows ending now: ``day`` is the last 24 hours, ``week`` the
+last 7 days, ``month`` the last 30 days, ``year`` the last 365 days, ``all``
+everything. Reaction counts are net over the window (set minus taken back).
+Buckets are UTC hours, days or months.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from application.errors import NotFound
+from infrastructure.bootstrap import Container
+from interfaces.http.deps import ContainerDep
+from interfaces.http.queries.consistency import reads_from
+from interfaces.http.queries.playlists import PlaylistOut, playlists_json, tracks_json
+from interfaces.http.queries.tracks import TrackOut, page_limit
+from interfaces.http.security import OptionalCaller
+from projections.queries.listening import PERIODS, Bucket, Period, RankBy
+from projections.queries.playlists import visible_to
+from projections.schema import playlists, tracks
+
+router = APIRouter(prefix="/api/v1/stats", tags=["analytics"])
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DEFAULT_SPAN = timedelta(days=30)
+
+
+class RankedTrackOut(BaseModel):
+    """A track and its count over the period."""
+
+    track: TrackOut
+    count: int
+
+
+class RankedPlaylistOut(BaseModel):
+    """A playlist and its count over the period."""
+
+    playlist: PlaylistOut
+    count: int
+
+
+class TopTracksOut(BaseModel):
+    """The top tracks, highest count first."""
+
+    period: str
+    by: str
+    items: list[RankedTrackOut]
+
+
+class TopPlaylistsOut(BaseModel):
+    """The top playlists, highest count first."""
+
+    period: str
+    by: str
+    items: list[RankedPlaylistOut]
+
+
+class BucketOut(BaseModel):
+    """Plays in the bucket starting at ``start``."""
+
+    start: datetime
+    count: int
+
+
+class PlaysOverTimeOut(BaseModel):
+    """Plays of one track per bucket between ``from`` and ``to``, zeros included."""
+
+    track_id: UUID
+    bucket: str
+    from_: datetime = Field(alias="from")
+    to: datetime
+    total: int
+    items: list[BucketOut]
+
+
+PeriodQuery = Annotated[Period, Query(description="a rolling window ending now")]
+ByQuery = Annotated[RankBy, Query(description="what to rank by")]
+Limit = Annotated[int | None, Query(ge=1)]
+
+
+def _window_start(container: Container, period: Period) -> tuple[datetime, datetime]:
+    now = container.clock.now()
+    return (_EPOCH if period == "all" else now - PERIODS[period]), now
+
+
+@router.get(
+    "/top-tracks",
+    response_model=TopTracksOut,
+    dependencies=[Depends(reads_from("listening", "tracks", "reactions"))],
+    summary="The most played, liked or loved tracks over a period",
+)
+def top_tracks(
+    container: ContainerDep,
+    caller: OptionalCaller,
+    period: PeriodQuery = "week",
+    by: ByQuery = "plays",
+    limit: Limit = None,
+) -> JSONResponse:
+    """Live tracks only; ties are broken by id."""
+    start, now = _window_start(container, period)
+    ranked = container.queries.listening.top(
+        "track", by, start, now, page_limit(limit, container), select(tracks.c.id)
+    )
+    rows = container.queries.tracks.by_ids(r.target_id for r in ranked)
+    viewer = caller.user_id if caller is not None else None
+    bodies = tracks_json(container, list(rows.values()), viewer)
+    items = [
+        {"track": bodies[r.target_id], "count": r.count} for r in ranked if r.target_id in bodies
+    ]
+    return JSONResponse({"period": period, "by": by, "items": items})
+
+
+@router.get(
+    "/top-playlists",
+    response_model=TopPlaylistsOut,
+    dependencies=[Depends(reads_from("listening", "playlists", "reactions"))],
+    summary="The most played, liked or loved public playlists over a period",
+)
+def top_playlists(
+    container: ContainerDep,
+    caller: OptionalCaller,
+    period: PeriodQuery = "week",
+    by: ByQuery = "plays",
+    limit: Limit = None,
+) -> JSONResponse:
+    """Public, live playlists only; ties are broken by id."""
+    start, now = _window_start(container, period)
+    eligible = select(playlists.c.id).where(visible_to(None))
+    ranked = container.queries.listening.top(
+        "playlist", by, start, now, page_limit(limit, container), eligible
+    )
+    viewer = caller.user_id if caller is not None else None
+    rows = container.queries.playlists.visible_many((r.target_id for r in ranked), None)
+    bodies = {
+        UUID(body["id"]): body for body in playlists_json(container, list(rows.values()), viewer)
+    }
+    items: list[dict[str, Any]] = [
+        {"playlist": bodies[r.target_id], "count": r.count} for r in ranked if r.target_id in bodies
+    ]
+    return JSONResponse({"period": period, "by": by, "items": items})
+
+
+@router.get(
+    "/tracks/{track_id}/plays",
+    response_model=PlaysOverTimeOut,
+    dependencies=[Depends(reads_from("listening", "tracks"))],
+    summary="Plays of a track per hour, day or month",
+)
+def track_plays(
+    track_id: UUID,
+    container: ContainerDep,
+    bucket: Bucket = "day",
+    from_: Annotated[datetime | None, Query(alias="from")] = None,
+    to: datetime | None = None,
+) -> JSONResponse:
+    """Between ``from`` and ``to`` (default: the last 30 days); times without a zone are UTC."""
+    if container.queries.tracks.get(track_id) is None:
+        raise NotFound("track not found")
+    end = _utc(to) if to is not None else container.clock.now()
+    start = _utc(from_) if from_ is not None else end - _DEFAULT_SPAN
+    counts = container.queries.listening.plays_per_bucket(
+        "track", track_id, bucket, start, end, container.settings.stats_max_buckets
+    )
+    return JSONResponse(
+        {
+            "track_id": str(track_id),
+            "bucket": bucket,
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            "total": sum(b.count for b in counts),
+            "items": [{"start": b.start.isoformat(), "count": b.count} for b in counts],
+        }
+    )
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
