@@ -45,6 +45,7 @@ from projections.queries.sessions import SessionQueries
 from projections.queries.tracks import TrackQueries
 from projections.queries.users import UserQueries
 from projections.reactions import ReactionsProjector
+from projections.rebuild import Progress, ProjectionRebuild, upgrading
 from projections.runner import ProjectionRunner, create_read_models
 from projections.sessions import SessionsProjector
 from projections.tracks import TracksProjector
@@ -99,11 +100,29 @@ class Container:
             for projector in self.projectors
         ]
 
+    def rebuild(self, name: str, progress: Progress | None = None) -> ProjectionRebuild:
+        """A rebuild of one read model; :class:`LookupError` for an unknown name."""
+        for projector in self.projectors:
+            if projector.name == name:
+                return ProjectionRebuild(
+                    projector,
+                    self.read_engine,
+                    self.app.recorder,
+                    self.app.mapper,
+                    batch_size=self.settings.projection_rebuild_batch_size,
+                    progress=progress,
+                )
+        raise LookupError(name)
+
     def start_projections(self) -> None:
         """Run the projectors in background threads of this process."""
         if self._worker is not None:
             return
         runners = self.runners()
+        if self.settings.projection_auto_rebuild:
+            # A projector whose version changed rebuilds its read model first.
+            batch = self.settings.projection_batch_size
+            runners = [upgrading(r, self.rebuild(r.name), batch) for r in runners]
         self._worker = ProjectionWorker(
             runners,
             [self.broadcast.subscribe() for _ in runners],

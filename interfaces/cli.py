@@ -18,7 +18,7 @@ from rich.table import Table
 from infrastructure.bootstrap import Container, build
 from infrastructure.settings import Settings
 from interfaces.logging import configure_logging
-from interfaces.operations_cli import audit_cli
+from interfaces.operations_cli import audit_cli, projections_rebuild
 from interfaces.storage_cli import storage_cli
 
 cli = typer.Typer(
@@ -32,6 +32,8 @@ projections_cli = typer.Typer(
 users_cli = typer.Typer(help="Administer users.", no_args_is_help=True)
 cli.add_typer(projections_cli, name="projections")
 cli.add_typer(users_cli, name="users")
+cli.add_typer(audit_cli, name="audit")
+projections_cli.command("rebuild")(projections_rebuild)
 cli.add_typer(storage_cli, name="storage")
 cli.add_typer(audit_cli, name="audit")
 

@@ -130,3 +130,39 @@ def audit_export(
     finally:
         container.close()
     console.print(f"{count} events written to {out}")
+
+
+def projections_rebuild(
+    name: Annotated[str, typer.Argument(help="The projection, as `projections status` names it.")],
+    wait: Annotated[
+        bool, typer.Option(help="Wait for a rebuild of NAME already running, then run.")
+    ] = False,
+) -> None:
+    """Rebuild one read model from the whole log; the live one serves until the switch.
+
+    A rebuild that is interrupted (even by SIGKILL) leaves the live model as it
+    was; running the command again resumes where it stopped.
+    """
+    from infrastructure.bootstrap import build
+    from interfaces.cli import load_settings
+    from projections.rebuild import NotRebuildable, RebuildBusy
+
+    container = build(load_settings())
+    try:
+        try:
+            with progress_bar(f"rebuilding {name}") as update:
+                report = container.rebuild(name, progress=update).run(wait=wait)
+        except LookupError:
+            known = ", ".join(sorted(p.name for p in container.projectors))
+            errors.print(f"[red]no projection is named {name!r}[/red] (known: {known})")
+            raise typer.Exit(2) from None
+        except (RebuildBusy, NotRebuildable) as error:
+            errors.print(f"[red]{error}[/red]")
+            raise typer.Exit(1) from None
+    finally:
+        container.close()
+    resumed = f", resumed at {report.resumed_from}" if report.resumed_from else ""
+    console.print(
+        f"[green]{report.name}[/green] (version {report.version}) rebuilt up to position "
+        f"{report.position} in {report.seconds:.1f}s{resumed}"
+    )
