@@ -16,6 +16,7 @@ M3U_MEDIA_TYPE = "audio/x-mpegurl; charset=utf-8"
 XSPF_MEDIA_TYPE = "application/xspf+xml; charset=utf-8"
 
 _LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029\x85]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Characters XML 1.0 cannot carry at all, even escaped.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
@@ -44,7 +45,8 @@ class ExportPlaylist:
 
 
 def _one_line(text: str) -> str:
-    return _LINE_BREAKS.sub(" ", text).strip()
+    # A line break in a label would start a line of its own (a forged directive or URL).
+    return _CONTROL.sub("", _LINE_BREAKS.sub(" ", text)).strip()
 
 
 def _xml_text(text: str) -> str:
