@@ -96,8 +96,8 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 def _safe_name(name: str) -> str:
     name = unicodedata.normalize("NFC", name)
     name = _UNSAFE.sub("_", name)
-    name = re.sub(r"\s+", " ", name).strip(" .")
-    return name[:_NAME_MAX].strip(" .")
+    name = re.sub(r"\s+", " ", name).strip(" ._")
+    return name[:_NAME_MAX].strip(" ._")
 
 
 def download_name(title: str, artist: str | None, extension: str) -> str:
