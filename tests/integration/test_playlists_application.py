@@ -253,7 +253,7 @@ _OPS = st.lists(
 
 
 @hypothesis_settings(
-    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(ops=_OPS)
 def test_the_read_model_keeps_the_order_of_any_sequence_of_changes(

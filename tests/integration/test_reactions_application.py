@@ -129,7 +129,7 @@ _STEP = st.tuples(
 
 
 @hypothesis_settings(
-    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(steps=st.lists(_STEP, max_size=25))
 def test_any_sequence_of_reactions_gives_the_counts_of_a_model(
