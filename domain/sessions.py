@@ -3,11 +3,45 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import RefreshTokenReused, SessionRevoked
+
+# (marker in the user agent, family), first match wins: Edge and Opera also say
+# "Chrome", Chrome also says "Safari".
+_FAMILIES_V2 = (
+    ("edg/", "Edge"),
+    ("edge/", "Edge"),
+    ("opr/", "Opera"),
+    ("opera", "Opera"),
+    ("firefox/", "Firefox"),
+    ("fxios/", "Firefox"),
+    ("crios/", "Chrome"),
+    ("chromium/", "Chrome"),
+    ("chrome/", "Chrome"),
+    ("safari/", "Safari"),
+    ("curl/", "curl"),
+    ("python", "Python"),
+    ("okhttp", "Android app"),
+    ("cfnetwork", "iOS app"),
+)
+
+
+def client_family_v2(client: str) -> str:
+    """The family of the client a user agent names (``Firefox``, ``curl``... or ``other``).
+
+    Frozen: the upcaster of ``Session.Opened`` v1 events applies it to old
+    events, so changing it would make old and new sessions disagree. A better
+    classifier is a new function and a version 3 of the event.
+    """
+    agent = client.lower()
+    for marker, family in _FAMILIES_V2:
+        if marker in agent:
+            return family
+    return "other"
 
 
 class Session(Aggregate):
@@ -19,12 +53,25 @@ class Session(Aggregate):
     """
 
     class Opened(Aggregate.Created):
-        """A user signed in."""
+        """A user signed in.
+
+        Version 2 added ``client_family`` (the browser or tool, from the user
+        agent), so that session lists can name the device. Version 1 events
+        are upcast when read: the family is derived from their ``client``.
+        """
+
+        class_version = 2
 
         user_id: UUID
         token_hash: str
         expires_at: datetime
         client: str
+        client_family: str
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Add ``client_family``, derived from the user agent v1 events kept."""
+            state["client_family"] = client_family_v2(state["client"])
 
     class Rotated(Aggregate.Event):
         """The refresh token was swapped for a new one."""
@@ -48,15 +95,24 @@ class Session(Aggregate):
             token_hash=token_hash,
             expires_at=expires_at,
             client=client,
+            client_family=client_family_v2(client),
         )
 
     @event(Opened)
-    def __init__(self, user_id: UUID, token_hash: str, expires_at: datetime, client: str) -> None:
+    def __init__(
+        self,
+        user_id: UUID,
+        token_hash: str,
+        expires_at: datetime,
+        client: str,
+        client_family: str,
+    ) -> None:
         self.user_id = user_id
         self.token_hash = token_hash
         self.used_hashes: list[str] = []
         self.expires_at = expires_at
         self.client = client
+        self.client_family = client_family
         self.revoked = False
 
     def is_open(self, now: datetime) -> bool:

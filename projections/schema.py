@@ -82,6 +82,7 @@ auth_sessions = Table(
     Column("id", Uuid, primary_key=True),
     Column("user_id", Uuid, nullable=False),
     Column("client", String(200), nullable=False),
+    Column("client_family", String(32), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("last_refreshed_at", UtcDateTime(), nullable=True),
     Column("expires_at", UtcDateTime(), nullable=False),

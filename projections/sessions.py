@@ -15,7 +15,8 @@ class SessionsProjector(Projector):
     """Keeps ``auth_sessions`` in step with the Session aggregates."""
 
     name = "sessions"
-    version = 1
+    # 2: the client's family (Session.Opened v2) is kept in its own column.
+    version = 2
     tables = (auth_sessions,)
 
     @on(Session.Opened)
@@ -25,6 +26,7 @@ class SessionsProjector(Projector):
                 id=event.originator_id,
                 user_id=event.user_id,
                 client=event.client,
+                client_family=event.client_family,
                 created_at=event.timestamp,
                 expires_at=event.expires_at,
             )

@@ -17,6 +17,7 @@ class SessionRow:
 
     id: UUID
     client: str
+    client_family: str
     created_at: datetime
     last_refreshed_at: datetime | None
     expires_at: datetime
@@ -41,6 +42,8 @@ class SessionQueries:
                 .order_by(auth_sessions.c.created_at.desc())
             ).all()
         return [
-            SessionRow(r.id, r.client, r.created_at, r.last_refreshed_at, r.expires_at)
+            SessionRow(
+                r.id, r.client, r.client_family, r.created_at, r.last_refreshed_at, r.expires_at
+            )
             for r in rows
         ]

@@ -94,6 +94,7 @@ class SessionItem(BaseModel):
 
     id: UUID
     client: str
+    client_family: str
     created_at: datetime
     last_refreshed_at: datetime | None
     expires_at: datetime
@@ -261,6 +262,7 @@ def sessions(caller: CurrentCaller, queries: QueriesDep, container: ContainerDep
             SessionItem(
                 id=r.id,
                 client=r.client,
+                client_family=r.client_family,
                 created_at=r.created_at,
                 last_refreshed_at=r.last_refreshed_at,
                 expires_at=r.expires_at,
