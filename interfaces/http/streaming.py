@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from application.errors import BlobNotFound
 from application.ports import BlobStore
 from interfaces.http.errors import ApiError
 
@@ -178,9 +179,12 @@ def audio_response(
         return Response(data, status_code=status, headers=headers, media_type=media_type)
     path = blobs.local_path(sha256)
     if path is not None:
-        return _BlobFileResponse(
-            path, byte_range, headers=headers, media_type=media_type, chunk_size=chunk_size
-        )
+        try:
+            return _BlobFileResponse(
+                path, byte_range, headers=headers, media_type=media_type, chunk_size=chunk_size
+            )
+        except FileNotFoundError:
+            raise BlobNotFound(f"no blob {sha256}") from None
     chunks = blobs.open(sha256, start, end)
     headers["Content-Length"] = str(end - start)
     return StreamingResponse(chunks, status_code=status, headers=headers, media_type=media_type)

@@ -24,7 +24,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 import anyio
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from application.tracks import UploadedFile
 from interfaces.http.errors import ApiError
@@ -243,6 +243,9 @@ async def receive_upload(
         if not receiver.ended:
             raise _invalid("body", "the multipart/form-data body ended too early")
         receiver._close_file()
+    except ClientDisconnect:
+        receiver.discard()
+        raise ApiError(400, "bad_request", "the client went away before the upload ended") from None
     except BaseException:
         receiver.discard()
         raise

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from infrastructure.bootstrap import Container
 from infrastructure.settings import Settings
+from interfaces.cli import cli
 from interfaces.http.combined import Combined
 from tests.conftest import catch_up, make_settings
-from tests.support.audio import HOSTILE, REAL_AUDIO, audio
+from tests.support.audio import HOSTILE, REAL_AUDIO, audio, spool, unique_wav
 
 PASSWORD = "correct horse battery"
 # Files over 1000 bytes stream from the blob's file; smaller answers come from memory.
@@ -357,3 +362,54 @@ def test_ready_reports_blob_storage_and_the_breaker(client: TestClient) -> None:
     assert body["checks"]["blob_storage"] == "ok"
     assert body["storage_breaker"]["state"] == "closed"
     assert body["storage_breaker"]["store"] == "disk"
+
+
+def test_storage_gc_removes_old_orphans_and_leftovers_but_not_live_or_recent_blobs(
+    client: TestClient, alice: dict[str, str], settings: Settings, tmp_path: Path
+) -> None:
+    live = client.get(f"/api/v1/tracks/{uploaded(client, alice, audio('tone.mp3'))}").json()
+    container = container_of(client)
+    orphans = {age: spool(tmp_path / "orphans", unique_wav(age)) for age in (0, 7200)}
+    for orphan in orphans.values():
+        container.blobs.put(orphan.sha256, orphan.path, orphan.size_bytes)
+    blobs = settings.data_dir / "blobs"
+    stale_spool = settings.data_dir / "tmp" / "uploads" / "upload-crashed"
+    stale_incoming = blobs / ".incoming" / "half-written"
+    for leftover in (stale_spool, stale_incoming):
+        leftover.write_bytes(b"left by a crash")
+    long_ago = time.time() - 7200
+    for path in (
+        blobs / orphans[7200].sha256[:2] / orphans[7200].sha256[2:4] / orphans[7200].sha256,
+        blobs / live["sha256"][:2] / live["sha256"][2:4] / live["sha256"],
+        stale_spool,
+        stale_incoming,
+    ):
+        os.utime(path, (long_ago, long_ago))
+    env = {
+        "THEPLAYLIST_DATA_DIR": str(settings.data_dir),
+        "THEPLAYLIST_LOG_FORMAT": "text",
+        "THEPLAYLIST_STORAGE_GC_GRACE_SECONDS": "3600",
+    }
+    if settings.database_url is not None:
+        env["THEPLAYLIST_DATABASE_URL"] = settings.database_url
+        env["THEPLAYLIST_DATABASE_SCHEMA"] = settings.database_schema
+    runner = CliRunner()
+    dry = runner.invoke(cli, ["storage", "gc", "--dry-run", "--json"], env=env)
+    assert dry.exit_code == 0, dry.output
+    assert json.loads(dry.stdout)["removed"] == 1
+    assert len(list(container.blobs.list())) == 3
+    done = runner.invoke(cli, ["storage", "gc", "--json"], env=env)
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert (report["examined"], report["referenced"], report["recent"], report["removed"]) == (
+        3,
+        1,
+        1,
+        1,
+    )
+    assert (report["incomplete_removed"], report["spooled_uploads_removed"]) == (1, 1)
+    assert sorted(b.key for b in container.blobs.list()) == sorted(
+        [live["sha256"], orphans[0].sha256]
+    )
+    assert not stale_spool.exists() and not stale_incoming.exists()
+    assert client.get(f"/api/v1/tracks/{live['id']}/stream").content == audio("tone.mp3")
