@@ -22,10 +22,10 @@ from fastapi.testclient import TestClient
 from infrastructure.bootstrap import Container
 from infrastructure.settings import Settings
 from interfaces.http.combined import Combined
-from tests.support.accounts import bearer_login, register
 from tests.support.catalog import add_track, delete_track
 
 API = "/api/v1"
+PASSWORD = "correct horse battery"
 XSPF = "{http://xspf.org/ns/0/}"
 
 
@@ -66,9 +66,20 @@ class User:
 
 
 def sign_up(client: TestClient, name: str) -> User:
-    user_id = register(client, name)
-    tokens = bearer_login(client, name)
-    return User(client, user_id, tokens.headers, tokens.position)
+    """Register ``name`` and sign in with a bearer token."""
+    registered = client.post(
+        f"{API}/auth/register",
+        json={"username": name, "email": f"{name}@example.com", "password": PASSWORD},
+    )
+    assert registered.status_code == 201, registered.text
+    signed_in = client.post(f"{API}/auth/token", data={"username": name, "password": PASSWORD})
+    assert signed_in.status_code == 200, signed_in.text
+    return User(
+        client,
+        UUID(registered.json()["id"]),
+        {"Authorization": f"Bearer {signed_in.json()['access_token']}"},
+        int(signed_in.headers["x-event-position"]),
+    )
 
 
 def anonymous(client: TestClient, position: int) -> dict[str, str]:
