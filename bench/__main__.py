@@ -1,0 +1,84 @@
+"""``python -m bench [--quick] [--only NAME ...]``: run the benchmarks, write the reports.
+
+A throwaway PostgreSQL cluster (the tests' own) is started for the run and
+removed afterwards. Each scenario is a module of this package with a
+``run(ctx) -> list[Figure]``; one that fails is reported and the others go on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from bench.common import RESULTS, Context, Figure, write_reports
+from tests.support.postgres import start_cluster, stop_cluster
+
+SCENARIOS = ["commands", "replay", "freshness"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen scenarios and write bench/results/latest.*."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller and shorter (< 3 min)")
+    parser.add_argument("--only", nargs="*", choices=SCENARIOS, help="run only these")
+    parser.add_argument("--reps", type=int, default=None, help="repetitions (default 3, 5 full)")
+    args = parser.parse_args(argv)
+    chosen = args.only or SCENARIOS
+    scratch = Path(tempfile.mkdtemp(prefix="theplaylist-bench-"))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    log = RESULTS / "servers.log"
+    log.write_text("")
+    cluster = start_cluster()
+    figures: list[Figure] = []
+    failures: dict[str, str] = {}
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    try:
+        ctx = Context(
+            quick=args.quick,
+            cluster=cluster,
+            scratch=scratch,
+            reps=args.reps or (3 if args.quick else 5),
+            log=log,
+        )
+        for name in chosen:
+            began = time.monotonic()
+            print(f"bench: {name}...", flush=True)
+            try:
+                module = importlib.import_module(f"bench.{name}")
+                found: list[Figure] = module.run(ctx)
+                figures += found
+                for figure in found:
+                    print(
+                        f"  {figure.subject}: {figure.value:,.1f} {figure.unit} vs "
+                        f"{figure.baseline} {figure.baseline_value:,.1f} -> {figure.ratio:.2f}x",
+                        flush=True,
+                    )
+            except Exception:
+                failures[name] = traceback.format_exc()
+                print(f"  {name} failed:\n{failures[name]}", file=sys.stderr, flush=True)
+            timings[name] = round(time.monotonic() - began, 1)
+    finally:
+        stop_cluster(cluster)
+        shutil.rmtree(scratch, ignore_errors=True)
+    table = write_reports(
+        figures,
+        args.quick,
+        {
+            "seconds": timings,
+            "total_seconds": round(time.monotonic() - started, 1),
+            "failures": failures,
+        },
+    )
+    print(table)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

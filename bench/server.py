@@ -1,0 +1,97 @@
+"""A real uvicorn server in a process of its own, configured like ``theplaylist serve*``.
+
+``python -m bench.server KIND PORT`` serves, from settings in the environment:
+
+* ``commands``: the command service, plus ``POST /bench/noop``, the trivial
+  async endpoint that is the baseline of what the server stack costs;
+* ``combined``: the embedded default (commands, queries and projectors).
+
+The same uvicorn options as the CLI (one worker, uvloop and httptools when
+installed, no access log).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from infrastructure.settings import Settings
+
+
+async def noop() -> dict[str, bool]:
+    """The trivial endpoint: no database, no thread, a tiny JSON body."""
+    return {"ok": True}
+
+
+def make_app(kind: str) -> Any:
+    """The ASGI app of ``kind``."""
+    settings = Settings()
+    if kind == "commands":
+        from interfaces.http.commands.app import create_command_app
+
+        app = create_command_app(settings)
+        app.add_api_route("/bench/noop", noop, methods=["POST"], include_in_schema=False)
+        return app
+    if kind == "combined":
+        from interfaces.http.combined import Combined
+
+        return Combined(settings)
+    raise SystemExit(f"unknown server kind {kind!r}")
+
+
+@contextlib.contextmanager
+def running(kind: str, port: int, env: dict[str, str], log: Path) -> Iterator[str]:
+    """Start the server, wait until it answers /health, stop it afterwards."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench.server", kind, str(port)],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the {kind} server exited; see {log}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the {kind} server did not start; see {log}")
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def main() -> None:
+    """Entry point of the server process."""
+    kind, port = sys.argv[1], int(sys.argv[2])
+    uvicorn.run(
+        make_app(kind),
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+
+
+if __name__ == "__main__":
+    main()
