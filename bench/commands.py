@@ -119,6 +119,7 @@ def run(ctx: Context) -> list[Figure]:
         ),
     }
     group, single_rate, noop_rate = (median(samples[n]) for n in ("group", "single", "noop"))
+    ctx.shared["commands_per_second"] = group
     return [
         Figure(
             "commands",

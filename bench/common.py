@@ -52,6 +52,7 @@ class Figure:
     baseline_value: float
     higher_is_better: bool = True
     target: float | None = None
+    limit: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -63,8 +64,19 @@ class Figure:
 
     @property
     def met(self) -> bool | None:
-        """Whether the target ratio is reached (None without a target)."""
+        """Whether the target ratio (or the absolute limit) is reached; None without one."""
+        if self.limit is not None:
+            return self.value <= self.limit
         return None if self.target is None else self.ratio >= self.target
+
+    @property
+    def target_text(self) -> str:
+        """The target as the table shows it."""
+        if self.limit is not None:
+            return f"\N{LESS-THAN OR EQUAL TO} {self.limit:g} {self.unit}"
+        if self.target is not None:
+            return f"\N{GREATER-THAN OR EQUAL TO} {self.target:g}{TIMES}"
+        return ""
 
 
 @dataclass
@@ -76,6 +88,8 @@ class Context:
     scratch: Path
     reps: int
     log: Path
+    # Figures a later scenario builds on (the maximum command rate...).
+    shared: dict[str, float] = field(default_factory=dict)
 
     def schema(self) -> str:
         """A new empty PostgreSQL schema."""
@@ -143,7 +157,7 @@ def markdown(figures: list[Figure], quick: bool) -> str:
         "| --- | --- | ---: | --- | ---: | ---: | ---: | :---: |",
     ]
     for f in figures:
-        target = "" if f.target is None else f"≥ {f.target:g}{TIMES}"
+        target = f.target_text
         met = "" if f.met is None else ("yes" if f.met else "no")
         lines.append(
             f"| {f.scenario} | {f.subject} | {_number(f.value, f.unit)} | {f.baseline} | "
