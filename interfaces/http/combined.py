@@ -13,7 +13,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 
 from infrastructure.bootstrap import Container, build
 from infrastructure.settings import Settings
@@ -66,19 +65,20 @@ class Combined:
     def _merged_openapi(self) -> dict[str, Any]:
         assert self.front is not None and self.commands is not None and self.queries is not None
         if self.front.openapi_schema is None:
-            # Each service also has /health and /ready: list those once, from the front.
-            api_routes = [
-                route
-                for route in self.commands.routes + self.queries.routes
-                if getattr(route, "path", "").startswith("/api/")
-            ]
-            routes = self.front.routes + api_routes
-            self.front.openapi_schema = get_openapi(
-                title="ThePlaylist",
-                version="1",
-                routes=routes,
-                description="Commands and queries behind one port (routed as in API.md).",
-            )
+            merged = dict(self.commands.openapi())
+            merged["info"] = {
+                "title": "ThePlaylist",
+                "version": "1",
+                "description": "Commands and queries behind one port (routed as in API.md).",
+            }
+            queries = self.queries.openapi()
+            # Both services serve /health and /ready alike: the paths merge without clashes.
+            merged["paths"] = {**queries.get("paths", {}), **merged.get("paths", {})}
+            components = dict(merged.get("components", {}))
+            for section, entries in queries.get("components", {}).items():
+                components[section] = {**entries, **components.get(section, {})}
+            merged["components"] = components
+            self.front.openapi_schema = merged
         return self.front.openapi_schema
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
