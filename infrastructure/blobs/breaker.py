@@ -181,6 +181,22 @@ class GuardedBlobStore:
             "blob storage is unavailable; try again later", self.retry_after()
         )
 
+    def ensure_available(self, operation: str = "precheck") -> None:
+        """Fail now, as the next call would, while the circuit is open and no trial is due.
+
+        Lets a caller refuse work before doing any of it (an upload before its
+        body is read, for instance).
+        """
+        with self._lock:
+            context = self._breaker.context
+            opened_at = context.opened_at
+            if (
+                self.state == OPENED
+                and opened_at is not None
+                and time.time() <= opened_at + self._recovery
+            ) or (self.state == HALF_OPENED and self._probing):
+                raise self._reject(operation)
+
     def _enter(self, operation: str) -> bool:
         """Ask the breaker for a call; True when this call is the half-open trial."""
         with self._lock:

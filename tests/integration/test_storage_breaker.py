@@ -72,11 +72,13 @@ def test_an_unreachable_endpoint_opens_the_circuit_then_calls_fail_fast(
         guarded.exists(KEY)
     assert time.perf_counter() - started < 0.01
     assert raised.value.retry_after >= 1
+    with pytest.raises(StorageUnavailable):
+        guarded.ensure_available()
     snapshot = guarded.snapshot()
     assert (snapshot.state, snapshot.failures, snapshot.rejected, snapshot.times_opened) == (
         "opened",
         3,
-        1,
+        2,
         1,
     )
     guarded.close()
@@ -90,6 +92,7 @@ def test_when_the_endpoint_is_back_a_trial_call_closes_the_circuit(endpoint: S3E
     assert guarded.state == "opened"
     endpoint.start()
     _wait_for_recovery(guarded)
+    guarded.ensure_available()  # a trial is due: work may begin
     guarded.health()
     assert guarded.state == "closed"
     assert not guarded.exists(KEY)

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from application.tracks import TrackFields
 from interfaces.http.commands.responses import committed_response
-from interfaces.http.deps import AppDep, SettingsDep
+from interfaces.http.deps import AppDep, ContainerDep, SettingsDep
 from interfaces.http.errors import ApiError
 from interfaces.http.security import CurrentCaller
 from interfaces.http.uploads import receive_upload, spool_directory
@@ -86,7 +86,11 @@ def _year(raw: str | None) -> int | None:
     },
 )
 async def upload_track(
-    request: Request, caller: CurrentCaller, app: AppDep, settings: SettingsDep
+    request: Request,
+    caller: CurrentCaller,
+    app: AppDep,
+    settings: SettingsDep,
+    container: ContainerDep,
 ) -> Response:
     """Multipart ``file`` plus optional ``title``, ``artist``, ``album``, ``genre``, ``year``.
 
@@ -94,6 +98,8 @@ async def upload_track(
     fields left out are taken from the file's tags (the title, failing that,
     from the file name).
     """
+    # While storage is known to be down, refuse before reading a byte of the body.
+    container.blobs.ensure_available("upload")
     received = await receive_upload(
         request,
         spool=spool_directory(settings.data_dir),
