@@ -209,7 +209,7 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Container:
             settings.signing_key(), timedelta(seconds=settings.access_token_ttl_seconds)
         ),
         queries=Queries(
-            users=UserQueries(read_engine),
+            users=UserQueries(read_engine, vault),
             sessions=SessionQueries(read_engine),
             positions=PositionQueries(read_engine),
             playlists=PlaylistQueries(read_engine),

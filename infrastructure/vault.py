@@ -2,15 +2,22 @@
 
 Keys live in their own table (``personal_data_keys``). Sealed values name the
 format version, so the scheme can change later without breaking old events.
-Forgetting a key deletes its row; on SQLite ``secure_delete`` zeroes the freed
-page, on PostgreSQL the row is vacuumed (see ``docs/erasure.md``).
+Forgetting a key deletes its row and then makes the deleted bytes physically
+unrecoverable: on SQLite ``secure_delete`` zeroes the freed space and the
+write-ahead log (which still holds the page as it was) is truncated; on
+PostgreSQL the table is rewritten (``VACUUM FULL``: a plain VACUUM leaves the
+dead row's bytes in the page's free space), and no column statistics are
+gathered on the keys, so ``pg_statistic`` never samples one (see
+``docs/erasure.md``).
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from uuid import UUID
 
@@ -20,6 +27,8 @@ from sqlalchemy import Column, Engine, LargeBinary, MetaData, Table, Uuid, delet
 from sqlalchemy.exc import IntegrityError
 
 _PREFIX = "v1."
+
+log = logging.getLogger(__name__)
 
 metadata = MetaData()
 personal_data_keys = Table(
@@ -39,6 +48,11 @@ class SqlPersonalDataVault:
         self._cache_size = cache_size
         self._lock = threading.Lock()
         metadata.create_all(engine)
+        if engine.dialect.name == "postgresql":
+            with engine.begin() as conn:
+                conn.exec_driver_sql(
+                    "ALTER TABLE personal_data_keys ALTER COLUMN key SET STATISTICS 0"
+                )
 
     def _remember(self, subject_id: UUID, key: bytes | None) -> None:
         with self._lock:
@@ -98,3 +112,17 @@ class SqlPersonalDataVault:
                 delete(personal_data_keys).where(personal_data_keys.c.subject_id == subject_id)
             )
         self._remember(subject_id, None)
+        self._erase_deleted_bytes()
+
+    def _erase_deleted_bytes(self) -> None:
+        with self._engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            if self._engine.dialect.name == "postgresql":
+                conn.exec_driver_sql("VACUUM FULL personal_data_keys")
+                return
+            # Readers finish quickly; the busy timeout covers them. Retry a few times.
+            for _ in range(5):
+                busy = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()
+                if busy is None or not busy[0]:
+                    return
+                time.sleep(0.05)
+            log.warning("vault: the write-ahead log could not be truncated (readers busy)")

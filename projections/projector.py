@@ -12,7 +12,7 @@ from typing import Any, ClassVar, TypeVar
 
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.utils import get_topic
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Engine, Table
 
 E = TypeVar("E")
 Handler = Callable[[Any, Connection, Any], None]
@@ -51,6 +51,13 @@ class Projector:
     def handles(self, topic: str) -> bool:
         """True when some handler wants events of this topic."""
         return topic in self._handlers
+
+    def committed(self, engine: Engine, events: Sequence[DomainEventProtocol[Any]]) -> None:
+        """Called after a batch of these events committed; for work outside transactions.
+
+        Nothing by default. Must be idempotent and quick: it runs in the
+        projector's thread, and a crash right before it skips it for that batch.
+        """
 
     def apply(self, conn: Connection, events: Sequence[DomainEventProtocol[Any]]) -> None:
         """Apply a batch of events, in log order, inside the batch's transaction."""

@@ -144,3 +144,5 @@ class ProjectionRunner:
                     )
                 except IntegrityError:
                     raise PositionMoved from None
+        if events:
+            self.projector.committed(self._engine, events)

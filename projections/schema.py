@@ -69,7 +69,8 @@ users = Table(
     metadata,
     Column("id", Uuid, primary_key=True),
     Column("username", String(128), nullable=False),
-    Column("email", String(320), nullable=True),
+    # Sealed with the user's key (the vault's): unreadable once the key is forgotten.
+    Column("sealed_email", String(600), nullable=True),
     Column("roles", String(200), nullable=False, default=""),
     Column("deleted", Boolean, nullable=False, default=False),
     Column("created_at", UtcDateTime(), nullable=False),

@@ -1,10 +1,21 @@
-"""The users read model: public profiles, and each user's own view with email."""
+"""The users read model: public profiles, and each user's own view with email.
+
+The username is public (every profile shows it) and is kept in clear; the
+email stays sealed with the user's key, as in the events, and is unsealed
+only when its owner reads it. Once an account is deleted its key is gone, so
+no copy of the email in this model (old row versions included) can be read.
+On SQLite, after a batch with deletions, the write-ahead log is truncated so
+that no older page image keeps the username either (``secure_delete`` zeroes
+the freed space in the database file itself); see ``docs/erasure.md``.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, insert, update
+from sqlalchemy import Connection, Engine, insert, update
 
 from application.ports import PersonalDataVault
 from domain.users import User
@@ -13,12 +24,15 @@ from projections.schema import users
 
 DELETED_USER = "deleted user"
 
+log = logging.getLogger(__name__)
+
 
 class UsersProjector(Projector):
-    """Keeps ``users`` in step with the User aggregates (personal data unsealed here)."""
+    """Keeps ``users`` in step with the User aggregates (usernames unsealed here)."""
 
     name = "users"
-    version = 1
+    # 2: the email is kept sealed (column ``sealed_email``).
+    version = 2
     tables = (users,)
 
     def __init__(self, vault: PersonalDataVault) -> None:
@@ -33,7 +47,7 @@ class UsersProjector(Projector):
             insert(users).values(
                 id=event.originator_id,
                 username=self._clear(event, event.sealed_username) or DELETED_USER,
-                email=self._clear(event, event.sealed_email),
+                sealed_email=event.sealed_email,
                 roles="",
                 deleted=False,
                 created_at=event.timestamp,
@@ -49,9 +63,7 @@ class UsersProjector(Projector):
 
     @on(User.EmailChanged)
     def _email_changed(self, conn: Connection, event: Any) -> None:
-        email = self._clear(event, event.sealed_email)
-        if email is not None:
-            self._update(conn, event, email=email)
+        self._update(conn, event, sealed_email=event.sealed_email)
 
     @on(User.RoleGranted, User.RoleRevoked)
     def _roles_changed(self, conn: Connection, event: Any) -> None:
@@ -67,7 +79,12 @@ class UsersProjector(Projector):
 
     @on(User.Deleted)
     def _deleted(self, conn: Connection, event: Any) -> None:
-        self._update(conn, event, username=DELETED_USER, email=None, roles="", deleted=True)
+        self._update(conn, event, username=DELETED_USER, sealed_email=None, roles="", deleted=True)
+
+    def committed(self, engine: Engine, events: Sequence[Any]) -> None:
+        """After deletions: leave no old page image of a deleted username behind."""
+        if any(isinstance(e, User.Deleted) for e in events):
+            erase_residue(engine, "users")
 
     @staticmethod
     def _update(conn: Connection, event: Any, **values: Any) -> None:
@@ -76,3 +93,24 @@ class UsersProjector(Projector):
             .where(users.c.id == event.originator_id)
             .values(updated_at=event.timestamp, **values)
         )
+
+
+def erase_residue(engine: Engine, table: str) -> None:
+    """Make deleted rows of ``table`` physically unreadable, as far as the database allows.
+
+    SQLite: ``secure_delete`` already zeroed the freed space; truncating the
+    write-ahead log drops the page images that still hold the old rows.
+    PostgreSQL: VACUUM prunes the dead row versions (their space is reused;
+    see ``docs/erasure.md`` for what remains in free space and WAL).
+    """
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            if engine.dialect.name == "sqlite":
+                busy = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()
+                if busy is not None and busy[0]:
+                    log.warning("could not truncate the write-ahead log (readers busy)")
+            elif engine.dialect.name == "postgresql":
+                quoted = conn.dialect.identifier_preparer.quote(table)
+                conn.exec_driver_sql(f"VACUUM {quoted}")
+    except Exception:  # best effort: the next deletion tries again
+        log.warning("could not erase the residue of deleted rows in %s", table, exc_info=True)

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from sqlalchemy import Engine, select
 
+from application.ports import PersonalDataVault
 from projections.schema import users
 
 
@@ -36,8 +37,9 @@ class OwnProfile:
 class UserQueries:
     """Reads ``users``."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, vault: PersonalDataVault) -> None:
         self._engine = engine
+        self._vault = vault
 
     def public_profile(self, user_id: UUID) -> PublicProfile | None:
         """The public profile, or None for an unknown id."""
@@ -64,7 +66,8 @@ class UserQueries:
         return OwnProfile(
             row.id,
             row.username,
-            row.email,
+            # Kept sealed in the read model; unsealed for its owner only.
+            None if row.sealed_email is None else self._vault.unseal(row.id, row.sealed_email),
             [r for r in row.roles.split(",") if r],
             row.created_at,
             row.updated_at,

@@ -186,11 +186,22 @@ def _machine(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> ty
             with self.container.read_engine.connect() as conn:
                 rows = conn.execute(
                     select(
-                        users.c.id, users.c.username, users.c.email, users.c.roles, users.c.deleted
+                        users.c.id,
+                        users.c.username,
+                        users.c.sealed_email,
+                        users.c.roles,
+                        users.c.deleted,
                     )
                 ).all()
-            actual = {r.id: (r.username, r.email, r.roles, r.deleted) for r in rows}
-            assert actual == {user_id: user.row() for user_id, user in self.model.items()}
+            # The email is kept sealed in the read model: own_profile (below) unseals it.
+            actual = {
+                r.id: (r.username, r.sealed_email is not None, r.roles, r.deleted) for r in rows
+            }
+            expected = {
+                user_id: (row[0], row[1] is not None, row[2], row[3])
+                for user_id, row in ((i, u.row()) for i, u in self.model.items())
+            }
+            assert actual == expected
             for user_id, user in self.model.items():
                 own = self.container.queries.users.own_profile(user_id)
                 if user.deleted:
