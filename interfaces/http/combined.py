@@ -73,7 +73,14 @@ class Combined:
             }
             queries = self.queries.openapi()
             # Both services serve /health and /ready alike: the paths merge without clashes.
-            merged["paths"] = {**queries.get("paths", {}), **merged.get("paths", {})}
+            # A path may have methods in both (POST /api/v1/tracks, GET /api/v1/tracks):
+            # merge per method, not per path.
+            command_paths = merged.get("paths", {})
+            query_paths = queries.get("paths", {})
+            merged["paths"] = {
+                path: {**query_paths.get(path, {}), **command_paths.get(path, {})}
+                for path in {**query_paths, **command_paths}
+            }
             components = dict(merged.get("components", {}))
             for section, entries in queries.get("components", {}).items():
                 components[section] = {**entries, **components.get(section, {})}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from infrastructure.bootstrap import Container
 from infrastructure.settings import Settings
@@ -364,6 +365,16 @@ def test_ready_reports_blob_storage_and_the_breaker(client: TestClient) -> None:
     assert body["storage_breaker"]["store"] == "disk"
 
 
+def run_cli(args: list[str], env: dict[str, str]) -> Result:
+    """Run ``theplaylist ARGS``; the logging it sets up on the runner's stderr is undone."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        return CliRunner().invoke(cli, args, env=env)
+    finally:
+        root.handlers[:], root.level = handlers, level
+
+
 def test_storage_gc_removes_old_orphans_and_leftovers_but_not_live_or_recent_blobs(
     client: TestClient, alice: dict[str, str], settings: Settings, tmp_path: Path
 ) -> None:
@@ -393,12 +404,11 @@ def test_storage_gc_removes_old_orphans_and_leftovers_but_not_live_or_recent_blo
     if settings.database_url is not None:
         env["THEPLAYLIST_DATABASE_URL"] = settings.database_url
         env["THEPLAYLIST_DATABASE_SCHEMA"] = settings.database_schema
-    runner = CliRunner()
-    dry = runner.invoke(cli, ["storage", "gc", "--dry-run", "--json"], env=env)
+    dry = run_cli(["storage", "gc", "--dry-run", "--json"], env)
     assert dry.exit_code == 0, dry.output
     assert json.loads(dry.stdout)["removed"] == 1
     assert len(list(container.blobs.list())) == 3
-    done = runner.invoke(cli, ["storage", "gc", "--json"], env=env)
+    done = run_cli(["storage", "gc", "--json"], env)
     assert done.exit_code == 0, done.output
     report = json.loads(done.stdout)
     assert (report["examined"], report["referenced"], report["recent"], report["removed"]) == (
@@ -413,3 +423,11 @@ def test_storage_gc_removes_old_orphans_and_leftovers_but_not_live_or_recent_blo
     )
     assert not stale_spool.exists() and not stale_incoming.exists()
     assert client.get(f"/api/v1/tracks/{live['id']}/stream").content == audio("tone.mp3")
+
+
+def test_the_api_docs_list_every_track_route(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert set(paths["/api/v1/tracks"]) == {"get", "post"}
+    assert set(paths["/api/v1/tracks/{track_id}"]) == {"get", "patch", "delete"}
+    assert "multipart/form-data" in paths["/api/v1/tracks"]["post"]["requestBody"]["content"]
+    assert {"/api/v1/me/tracks", "/api/v1/tracks/{track_id}/stream"} <= set(paths)

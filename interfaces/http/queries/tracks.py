@@ -220,13 +220,18 @@ _AUDIO: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.api_route(
+@router.get(
     "/tracks/{track_id}/stream",
-    methods=["GET", "HEAD"],
     response_class=Response,
     responses=_AUDIO,
     dependencies=[Depends(reads_from("tracks"))],
     summary="Stream a track (HTTP Range, ETag, conditional GET)",
+)
+@router.head(
+    "/tracks/{track_id}/stream",
+    response_class=Response,
+    dependencies=[Depends(reads_from("tracks"))],
+    include_in_schema=False,
 )
 def stream_track(
     track_id: UUID, request: Request, container: ContainerDep, settings: SettingsDep
@@ -244,13 +249,18 @@ def stream_track(
     )
 
 
-@router.api_route(
+@router.get(
     "/tracks/{track_id}/download",
-    methods=["GET", "HEAD"],
     response_class=Response,
     responses=_AUDIO,
     dependencies=[Depends(reads_from("tracks"))],
     summary="Download a track as a file named after it",
+)
+@router.head(
+    "/tracks/{track_id}/download",
+    response_class=Response,
+    dependencies=[Depends(reads_from("tracks"))],
+    include_in_schema=False,
 )
 def download_track(
     track_id: UUID, request: Request, container: ContainerDep, settings: SettingsDep
