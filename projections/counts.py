@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection
 
 from domain.plays import Play
 from domain.reactions import Reaction
+from projections.increments import IncrementBatching, increments_only
 from projections.projector import on
 from projections.schema import tracks
 
@@ -25,14 +26,14 @@ _COUNT_COLUMN = {"like": "likes", "dislike": "dislikes", "love": "loves"}
 
 
 def _add(conn: Connection, track_id: Any, column: str, delta: int) -> None:
-    conn.execute(
-        update(tracks).where(tracks.c.id == track_id).values({column: tracks.c[column] + delta})
-    )
+    # Summed per track over the projector's batch (see projections.increments).
+    IncrementBatching.increment(conn, tracks, track_id, column, delta)
 
 
-class TrackCountsHandlers:
+class TrackCountsHandlers(IncrementBatching):
     """Mix into the projector that owns ``tracks`` (before ``Projector`` in the bases)."""
 
+    @increments_only
     @on(Reaction.Set)
     def _track_reaction_set(self, conn: Connection, event: Any) -> None:
         if event.target_kind != "track":
@@ -41,11 +42,13 @@ class TrackCountsHandlers:
         if event.replaced is not None:
             _add(conn, event.target_id, _COUNT_COLUMN[event.replaced], -1)
 
+    @increments_only
     @on(Reaction.Cleared)
     def _track_reaction_cleared(self, conn: Connection, event: Any) -> None:
         if event.target_kind == "track":
             _add(conn, event.target_id, _COUNT_COLUMN[event.kind], -1)
 
+    @increments_only
     @on(Play.Recorded)
     def _track_played(self, conn: Connection, event: Any) -> None:
         if event.target_kind == "track":

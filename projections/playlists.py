@@ -17,13 +17,14 @@ from domain.playlists import Playlist
 from domain.plays import Play
 from domain.reactions import Reaction
 from domain.tracks import Track
+from projections.increments import IncrementBatching, increments_only
 from projections.projector import Projector, on
 from projections.schema import playlist_entries, playlists
 
 _COUNT_COLUMN = {"like": "likes", "dislike": "dislikes", "love": "loves"}
 
 
-class PlaylistsProjector(Projector):
+class PlaylistsProjector(IncrementBatching, Projector):
     """Keeps ``playlists`` and ``playlist_entries`` in step with the log."""
 
     name = "playlists"
@@ -152,12 +153,10 @@ class PlaylistsProjector(Projector):
 
     @staticmethod
     def _count(conn: Connection, playlist_id: Any, column: str, delta: int) -> None:
-        conn.execute(
-            update(playlists)
-            .where(playlists.c.id == playlist_id)
-            .values({column: playlists.c[column] + delta})
-        )
+        # Summed per playlist over the batch (see projections.increments).
+        IncrementBatching.increment(conn, playlists, playlist_id, column, delta)
 
+    @increments_only
     @on(Reaction.Set)
     def _reaction_set(self, conn: Connection, event: Any) -> None:
         if event.target_kind != "playlist":
@@ -166,11 +165,13 @@ class PlaylistsProjector(Projector):
         if event.replaced is not None:
             self._count(conn, event.target_id, _COUNT_COLUMN[event.replaced], -1)
 
+    @increments_only
     @on(Reaction.Cleared)
     def _reaction_cleared(self, conn: Connection, event: Any) -> None:
         if event.target_kind == "playlist":
             self._count(conn, event.target_id, _COUNT_COLUMN[event.kind], -1)
 
+    @increments_only
     @on(Play.Recorded)
     def _played(self, conn: Connection, event: Any) -> None:
         if event.target_kind == "playlist":
