@@ -35,6 +35,8 @@ def create_database_engine(settings: Settings, name: str, *, pool_size: int = 5)
             f"sqlite+pysqlite:///{path}",
             pool_size=pool_size,
             connect_args={"check_same_thread": False, "timeout": 30},
+            # Statement parameters can be personal data: keep them out of errors and logs.
+            hide_parameters=True,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -52,5 +54,6 @@ def create_database_engine(settings: Settings, name: str, *, pool_size: int = 5)
         pool_size=pool_size,
         max_overflow=pool_size * 2,
         pool_pre_ping=True,
+        hide_parameters=True,
         connect_args={"options": f"-csearch_path={settings.database_schema}"},
     )

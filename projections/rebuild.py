@@ -125,6 +125,7 @@ class _SqliteShadow:
             f"sqlite+pysqlite:///{self._live_path}",
             pool_size=1,
             connect_args={"check_same_thread": False, "timeout": 30},
+            hide_parameters=True,
         )
         shadow = str(self.path)
 

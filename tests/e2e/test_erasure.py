@@ -18,7 +18,8 @@ from typing import Any
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 
 from infrastructure.bootstrap import Container
 from infrastructure.settings import Settings
@@ -167,3 +168,12 @@ def test_the_running_embedded_default_erases_and_its_closed_files_hold_nothing(
         secrets = {"email": email.encode(), "username": name.encode()}
         assert files_holding(settings.data_dir, secrets) == {}
     assert files_holding(settings.data_dir, secrets) == {}
+
+
+def test_database_errors_do_not_carry_the_values_of_their_statement(
+    container: Container,
+) -> None:
+    # Such errors end up in logs (an unhandled error, a failed projector batch).
+    with pytest.raises(DBAPIError) as raised, container.read_engine.connect() as conn:
+        conn.execute(text("INSERT INTO no_such_table VALUES (:v)"), {"v": "private@x.org"})
+    assert "private@x.org" not in str(raised.value)
