@@ -1,4 +1,8 @@
-"""Counters summed over a batch end exactly where one event per transaction leaves them."""
+"""Batched projection writes end exactly where one event per transaction leaves them.
+
+Counters summed per batch (tracks, playlists) and reactions written as the
+batch's last word per row.
+"""
 
 from __future__ import annotations
 
@@ -19,17 +23,19 @@ from domain.reactions import Reaction
 from domain.tracks import AudioFacts, Track, TrackMetadata
 from infrastructure.bootstrap import Container
 from projections.playlists import PlaylistsProjector
+from projections.reactions import ReactionsProjector
 from projections.runner import ProjectionRunner
-from projections.schema import playlists, projection_positions, tracks
+from projections.schema import playlists, projection_positions, reactions, tracks
 from projections.tracks import TracksProjector
 
 FACTS = AudioFacts("0" * 64, 1000, "audio/mpeg", "mp3", 60_000, 128_000, 44_100, 2)
 
 
 def counts(container: Container) -> dict[str, list[tuple[Any, ...]]]:
-    """The counters of every track and playlist."""
+    """The counters of every track and playlist, and every reaction row."""
     with container.read_engine.connect() as conn:
         return {
+            "reactions": sorted(tuple(row) for row in conn.execute(select(reactions))),
             "tracks": sorted(
                 tuple(row)
                 for row in conn.execute(
@@ -60,7 +66,9 @@ def counts(container: Container) -> dict[str, list[tuple[Any, ...]]]:
 def rebuild(container: Container, batch_size: int) -> dict[str, list[tuple[Any, ...]]]:
     """Rebuild the tracks and playlists read models with batches of ``batch_size``."""
     projectors = [
-        p for p in container.projectors if isinstance(p, TracksProjector | PlaylistsProjector)
+        p
+        for p in container.projectors
+        if isinstance(p, TracksProjector | PlaylistsProjector | ReactionsProjector)
     ]
     with container.read_engine.begin() as conn:
         for projector in projectors:
@@ -96,7 +104,7 @@ ACTIONS = st.lists(
     max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(actions=ACTIONS)
-def test_counters_summed_per_batch_equal_those_applied_one_event_at_a_time(
+def test_read_models_built_in_batches_equal_those_built_one_event_at_a_time(
     container: Container, actions: list[tuple[str, int, int, str]]
 ) -> None:
     owner = uuid4()
