@@ -5,7 +5,7 @@ Adapters live in ``infrastructure``; the composition root picks them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -54,6 +54,10 @@ class PersonalDataVault(Protocol):
 
     def forget(self, subject_id: UUID) -> None:
         """Destroy the subject's key."""
+        ...
+
+    def preload(self, subject_ids: Iterable[UUID]) -> None:
+        """Read many subjects' keys at once, fresh (before unsealing a batch of events)."""
         ...
 
 

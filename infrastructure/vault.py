@@ -19,6 +19,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
@@ -83,6 +84,28 @@ class SqlPersonalDataVault:
                 return self._key(subject_id, create=False)
         self._remember(subject_id, key)
         return key
+
+    def preload(self, subject_ids: Iterable[UUID]) -> None:
+        """Read many subjects' keys in a few queries, replacing what the cache held.
+
+        A projector calls it before unsealing a batch: one query per 500 subjects
+        instead of one per event, and no key forgotten meanwhile by another
+        process survives in this one's cache.
+        """
+        wanted = list(dict.fromkeys(subject_ids))
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            with self._engine.connect() as conn:
+                found = {
+                    row.subject_id: row.key
+                    for row in conn.execute(
+                        select(personal_data_keys.c.subject_id, personal_data_keys.c.key).where(
+                            personal_data_keys.c.subject_id.in_(chunk)
+                        )
+                    )
+                }
+            for subject_id in chunk:
+                self._remember(subject_id, found.get(subject_id))
 
     def seal(self, subject_id: UUID, plaintext: str) -> str:
         """``plaintext`` encrypted and authenticated with the subject's key."""

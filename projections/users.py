@@ -41,19 +41,38 @@ class UsersProjector(Projector):
     def _clear(self, event: Any, sealed: str) -> str | None:
         return self._vault.unseal(event.originator_id, sealed)
 
+    def apply(self, conn: Connection, events: Sequence[Any]) -> None:
+        """A batch: the users' keys read together, registrations inserted together."""
+        self._vault.preload(
+            {e.originator_id for e in events if isinstance(e, User.Registered | User.Renamed)}
+        )
+        registrations: list[dict[str, Any]] = []
+        for event in events:
+            if isinstance(event, User.Registered):
+                registrations.append(self._registration(event))
+                continue
+            # In log order: a user's row exists before anything changes it.
+            if registrations:
+                conn.execute(insert(users), registrations)
+                registrations = []
+            super().apply(conn, [event])
+        if registrations:
+            conn.execute(insert(users), registrations)
+
+    def _registration(self, event: Any) -> dict[str, Any]:
+        return {
+            "id": event.originator_id,
+            "username": self._clear(event, event.sealed_username) or DELETED_USER,
+            "sealed_email": event.sealed_email,
+            "roles": "",
+            "deleted": False,
+            "created_at": event.timestamp,
+            "updated_at": event.timestamp,
+        }
+
     @on(User.Registered)
     def _registered(self, conn: Connection, event: Any) -> None:
-        conn.execute(
-            insert(users).values(
-                id=event.originator_id,
-                username=self._clear(event, event.sealed_username) or DELETED_USER,
-                sealed_email=event.sealed_email,
-                roles="",
-                deleted=False,
-                created_at=event.timestamp,
-                updated_at=event.timestamp,
-            )
-        )
+        conn.execute(insert(users).values(self._registration(event)))
 
     @on(User.Renamed)
     def _renamed(self, conn: Connection, event: Any) -> None:
