@@ -35,7 +35,6 @@ cli.add_typer(users_cli, name="users")
 cli.add_typer(audit_cli, name="audit")
 projections_cli.command("rebuild")(projections_rebuild)
 cli.add_typer(storage_cli, name="storage")
-cli.add_typer(audit_cli, name="audit")
 
 console = Console()
 errors = Console(stderr=True)
