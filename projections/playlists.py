@@ -9,6 +9,7 @@ touches it. Positions are kept with set-based shifts (``position = position +
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, update
@@ -30,6 +31,63 @@ class PlaylistsProjector(IncrementBatching, Projector):
     name = "playlists"
     version = 1
     tables = (playlists, playlist_entries)
+
+    def apply(self, conn: Connection, events: Sequence[Any]) -> None:
+        """Apply a batch; entries added one after the other to a playlist go in together.
+
+        A run of entries added at consecutive positions p, p+1... of one
+        playlist (a playlist filled in one go) leaves exactly what adding them
+        one by one does: the entries at p or after move down by the run's
+        length, once, and the new ones are inserted with one statement.
+        """
+        segment: list[Any] = []
+        run: list[Any] = []
+        for event in events:
+            if isinstance(event, Playlist.EntryAdded):
+                extends = bool(run) and (
+                    run[-1].originator_id == event.originator_id
+                    and event.position == run[-1].position + 1
+                )
+                if run and not extends:
+                    self._add_entries(conn, run)
+                    run = []
+                if segment:
+                    IncrementBatching.apply(self, conn, segment)
+                    segment = []
+                run.append(event)
+            else:
+                if run:
+                    self._add_entries(conn, run)
+                    run = []
+                segment.append(event)
+        if run:
+            self._add_entries(conn, run)
+        if segment:
+            IncrementBatching.apply(self, conn, segment)
+
+    def _add_entries(self, conn: Connection, run: Sequence[Any]) -> None:
+        first, last = run[0], run[-1]
+        entries = playlist_entries.c
+        conn.execute(
+            update(playlist_entries)
+            .where(entries.playlist_id == first.originator_id, entries.position >= first.position)
+            .values(position=entries.position + len(run))
+        )
+        conn.execute(
+            insert(playlist_entries),
+            [
+                {
+                    "entry_id": event.entry_id,
+                    "playlist_id": event.originator_id,
+                    "position": event.position,
+                    "track_id": event.track_id,
+                    "unavailable": False,
+                    "added_at": event.timestamp,
+                }
+                for event in run
+            ],
+        )
+        self._touch(conn, last, entry_count=playlists.c.entry_count + len(run))
 
     @on(Playlist.Created)
     def _created(self, conn: Connection, event: Any) -> None:

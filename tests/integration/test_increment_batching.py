@@ -12,7 +12,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.domain import Aggregate
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select
@@ -25,7 +25,13 @@ from infrastructure.bootstrap import Container
 from projections.playlists import PlaylistsProjector
 from projections.reactions import ReactionsProjector
 from projections.runner import ProjectionRunner
-from projections.schema import playlists, projection_positions, reactions, tracks
+from projections.schema import (
+    playlist_entries,
+    playlists,
+    projection_positions,
+    reactions,
+    tracks,
+)
 from projections.tracks import TracksProjector
 
 FACTS = AudioFacts("0" * 64, 1000, "audio/mpeg", "mp3", 60_000, 128_000, 44_100, 2)
@@ -36,6 +42,18 @@ def counts(container: Container) -> dict[str, list[tuple[Any, ...]]]:
     with container.read_engine.connect() as conn:
         return {
             "reactions": sorted(tuple(row) for row in conn.execute(select(reactions))),
+            "entries": sorted(tuple(row) for row in conn.execute(select(playlist_entries))),
+            "playlist rows": sorted(
+                tuple(row)
+                for row in conn.execute(
+                    select(
+                        playlists.c.id,
+                        playlists.c.entry_count,
+                        playlists.c.version,
+                        playlists.c.updated_at,
+                    )
+                )
+            ),
             "tracks": sorted(
                 tuple(row)
                 for row in conn.execute(
@@ -90,7 +108,7 @@ def rebuild(container: Container, batch_size: int) -> dict[str, list[tuple[Any, 
 
 ACTIONS = st.lists(
     st.tuples(
-        st.sampled_from(["play", "set", "clear", "delete_track"]),
+        st.sampled_from(["play", "set", "clear", "delete_track", "add_entry", "add_entry"]),
         st.integers(0, 3),
         st.integers(0, 4),
         st.sampled_from(["like", "dislike", "love"]),
@@ -104,6 +122,8 @@ ACTIONS = st.lists(
     max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(actions=ACTIONS)
+# Entries added at 0, then at 0, 1, 2: a run that must push the first one down by 3.
+@example(actions=[("add_entry", 0, position, "like") for position in (0, 0, 1, 2)])
 def test_read_models_built_in_batches_equal_those_built_one_event_at_a_time(
     container: Container, actions: list[tuple[str, int, int, str]]
 ) -> None:
@@ -123,7 +143,12 @@ def test_read_models_built_in_batches_equal_those_built_one_event_at_a_time(
     for kind, target_index, user_index, reaction_kind in actions:
         target_kind, target_id = targets[target_index]
         user = users[user_index]
-        if kind == "play":
+        if kind == "add_entry":
+            size = len(playlist.entries)
+            playlist.add_entry(
+                owner, uuid4(), track_list[target_index % 3].id, min(user_index, size), 100
+            )
+        elif kind == "play":
             changed.append(Play.record(uuid4(), user, target_kind, target_id, now))
         elif kind == "delete_track":
             if target_kind == "track" and target_id not in deleted:
