@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -96,10 +97,11 @@ def test_an_s3_outage_opens_the_breaker_and_requests_fail_fast_until_it_is_back(
         assert failed.json()["error"]["code"] == "storage_unavailable"
     assert container.blobs.state == "opened"
 
-    for request in (
+    requests: list[Callable[[], Any]] = [
         lambda: upload(client, alice, audio("tone.ogg")),
         lambda: client.get(f"/api/v1/tracks/{streamed_id}/stream"),
-    ):
+    ]
+    for request in requests:
         started = time.perf_counter()
         response = request()
         elapsed = time.perf_counter() - started
