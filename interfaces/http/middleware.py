@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 
 from interfaces.http.errors import ApiError
@@ -40,11 +41,17 @@ def add_response_header(request: Request, name: str, value: str) -> None:
     )
 
 
-class BodyTooLarge(ApiError):
-    """The request body passed its limit while being read (mapped to 413 like any ApiError)."""
+class BodyTooLarge(ApiError, StarletteHTTPException):  # type: ignore[misc]  # headers: ApiError's dict wins
+    """The request body passed its limit while being read (mapped to 413 like any ApiError).
+
+    Also an HTTPException: FastAPI re-raises those when met while it parses a body,
+    but turns any other exception there into a 400.
+    """
 
     def __init__(self, limit: int) -> None:
-        super().__init__(413, "payload_too_large", f"the request body is larger than {limit} bytes")
+        message = f"the request body is larger than {limit} bytes"
+        StarletteHTTPException.__init__(self, 413, message)
+        ApiError.__init__(self, 413, "payload_too_large", message)
 
 
 def _envelope(status: int, code: str, message: str) -> bytes:
