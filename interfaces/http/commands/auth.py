@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -17,6 +17,7 @@ from infrastructure.bootstrap import Container
 from interfaces.http.commands.responses import POSITION_HEADER, committed_response
 from interfaces.http.deps import AppDep, ContainerDep, QueriesDep
 from interfaces.http.errors import ApiError
+from interfaces.http.queries.consistency import reads_from
 from interfaces.http.security import (
     REFRESH_COOKIE,
     CurrentCaller,
@@ -253,7 +254,13 @@ def session(caller: CurrentCaller, app: AppDep) -> SessionState:
     )
 
 
-@router.get("/sessions", response_model=SessionList, summary="The caller's open sessions")
+@router.get(
+    "/sessions",
+    response_model=SessionList,
+    # A listing from a read model: X-Min-Position gives read-your-writes here too.
+    dependencies=[Depends(reads_from("sessions"))],
+    summary="The caller's open sessions",
+)
 def sessions(caller: CurrentCaller, queries: QueriesDep, container: ContainerDep) -> SessionList:
     """Open (not revoked, not expired) sessions, newest first."""
     rows = queries.sessions.open_sessions(caller.user_id, container.clock.now())
