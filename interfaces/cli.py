@@ -176,8 +176,11 @@ def _change_role(username: str, role: str, *, grant: bool) -> None:
     try:
         change = container.app.grant_role if grant else container.app.revoke_role
         committed = change(username, role)
-    except (NotFound, InvalidValue) as error:
+    except NotFound as error:
         errors.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from None
+    except InvalidValue as error:
+        errors.print(f"[red]{error.field} {error}[/red]")
         raise typer.Exit(1) from None
     finally:
         container.close()
