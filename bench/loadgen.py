@@ -21,11 +21,14 @@ import json
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 Request = tuple[str, str, dict[str, str], str | None]
+
+_KEEP_BODY = 1 << 16
 
 
 @dataclass
@@ -36,6 +39,7 @@ class Tally:
     probe_latencies: list[float] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
     errors: int = 0
+    body_bytes: int = 0
 
 
 def render(host: str, request: Request) -> bytes:
@@ -50,8 +54,18 @@ def render(host: str, request: Request) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
 
 
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
-    """Status, lower-cased headers and body of one response."""
+class WindowClosed(Exception):
+    """The measured window ended in the middle of a body."""
+
+
+async def read_response(
+    reader: asyncio.StreamReader, meter: Callable[[int], bool] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """Status, lower-cased headers and body of one response.
+
+    ``meter`` is told the size of each chunk of a large body as it arrives;
+    when it answers False, reading stops (:class:`WindowClosed`).
+    """
     status_line = await reader.readline()
     if not status_line:
         raise ConnectionError("server closed the connection")
@@ -64,8 +78,19 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, st
         name, _, value = line.decode("latin-1").partition(":")
         headers[name.strip().lower()] = value.strip()
     length = int(headers.get("content-length", "0"))
-    body = await reader.readexactly(length) if length else b""
-    return status, headers, body
+    if length <= _KEEP_BODY:
+        body = await reader.readexactly(length) if length else b""
+        return status, headers, body
+    # Large bodies (streaming) are counted and dropped as they arrive.
+    left = length
+    while left:
+        chunk = await reader.read(min(left, 1 << 20))
+        if not chunk:
+            raise asyncio.IncompleteReadError(b"", left)
+        left -= len(chunk)
+        if meter is not None and not meter(len(chunk)):
+            raise WindowClosed
+    return status, headers, b""
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -94,6 +119,14 @@ async def run_client(
     if sock is not None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     wires = [render(host, step[0]) for step in steps]
+
+    def meter(size: int) -> bool:
+        # Bytes count when they arrive inside the window, whole responses or not.
+        now = time.perf_counter()
+        if warm_until <= now <= stop_at:
+            tally.body_bytes += size
+        return bool(now < stop_at)
+
     index = 0
     next_send = time.perf_counter()
     try:
@@ -110,10 +143,11 @@ async def run_client(
             index += 1
             sent = time.perf_counter()
             writer.write(wire)
-            status, headers, _ = await read_response(reader)
+            status, headers, received = await read_response(reader, meter)
             done = time.perf_counter()
             measured = sent >= warm_until and done <= stop_at
             if measured:
+                tally.body_bytes += len(received)
                 tally.latencies.append(done - sent)
                 tally.statuses[str(status)] = tally.statuses.get(str(status), 0) + 1
             position = headers.get("x-event-position", "0")
@@ -126,6 +160,8 @@ async def run_client(
                     tally.probe_latencies.append(time.perf_counter() - done)
                     key = f"probe {probe_status}"
                     tally.statuses[key] = tally.statuses.get(key, 0) + 1
+    except WindowClosed:
+        pass
     except (ConnectionError, asyncio.IncompleteReadError, ValueError):
         tally.errors += 1
     finally:
@@ -155,6 +191,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         "statuses": tally.statuses,
         "errors": tally.errors,
         "throughput": completed / spec["duration"],
+        "megabytes_per_second": tally.body_bytes / spec["duration"] / 1e6,
         "p50_ms": percentile(tally.latencies, 0.50) * 1000,
         "p99_ms": percentile(tally.latencies, 0.99) * 1000,
         "probes": len(tally.probe_latencies),

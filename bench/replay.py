@@ -43,15 +43,17 @@ def generate(container: Container, events: int, seed: int = 7) -> int:
     reactions: dict[tuple[UUID, UUID], Reaction] = {}
     pending: list[Aggregate] = []
     pending_events = 0
+    head = app.recorder.max_notification_id() or 0
 
     def flush() -> None:
-        nonlocal pending_events
+        nonlocal pending_events, head
         if pending:
-            app.save(*pending)
+            recordings = app.save(*pending)
+            head = max(r.notification.id for r in recordings)
             pending.clear()
             pending_events = 0
 
-    while (app.recorder.max_notification_id() or 0) + pending_events < events:
+    while head + pending_events < events:
         roll = rng.random()
         user = rng.choice(users)
         at = now + timedelta(seconds=rng.randrange(30 * 86400))

@@ -4,7 +4,9 @@
 
 * ``commands``: the command service, plus ``POST /bench/noop``, the trivial
   async endpoint that is the baseline of what the server stack costs;
-* ``combined``: the embedded default (commands, queries and projectors).
+* ``combined``: the embedded default (commands, queries and projectors);
+* ``files``: Starlette's ``FileResponse`` of ``BENCH_FILE`` at ``/file``, the
+  baseline of streaming.
 
 The same uvicorn options as the CLI (one worker, uvloop and httptools when
 installed, no access log).
@@ -41,6 +43,22 @@ def make_app(kind: str) -> Any:
         app = create_command_app(settings)
         app.add_api_route("/bench/noop", noop, methods=["POST"], include_in_schema=False)
         return app
+    if kind == "files":
+        from starlette.applications import Starlette
+        from starlette.responses import FileResponse
+        from starlette.routing import Route
+
+        served = os.environ["BENCH_FILE"]
+
+        async def health(request: Any) -> Any:
+            from starlette.responses import PlainTextResponse
+
+            return PlainTextResponse("ok")
+
+        async def file(request: Any) -> Any:
+            return FileResponse(served, media_type="audio/wav")
+
+        return Starlette(routes=[Route("/health", health), Route("/file", file)])
     if kind == "combined":
         from interfaces.http.combined import Combined
 
