@@ -19,7 +19,7 @@ from pathlib import Path
 from bench.common import RESULTS, Context, Figure, write_reports
 from tests.support.postgres import start_cluster, stop_cluster
 
-SCENARIOS = ["commands", "replay", "freshness", "upload", "streaming"]
+SCENARIOS = ["commands", "replay", "freshness", "queries", "upload", "streaming"]
 
 
 def main(argv: list[str] | None = None) -> int:

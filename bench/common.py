@@ -75,7 +75,7 @@ class Figure:
         if self.limit is not None:
             return f"\N{LESS-THAN OR EQUAL TO} {self.limit:g} {self.unit}"
         if self.target is not None:
-            return f"\N{GREATER-THAN OR EQUAL TO} {self.target:g}{TIMES}"
+            return f"\N{GREATER-THAN OR EQUAL TO} {self.target:.2g}{TIMES}"
         return ""
 
 

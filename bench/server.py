@@ -4,6 +4,7 @@
 
 * ``commands``: the command service, plus ``POST /bench/noop``, the trivial
   async endpoint that is the baseline of what the server stack costs;
+* ``queries``: the query service, plus ``GET /bench/noop``;
 * ``combined``: the embedded default (commands, queries and projectors);
 * ``files``: Starlette's ``FileResponse`` of ``BENCH_FILE`` at ``/file``, the
   baseline of streaming.
@@ -43,6 +44,12 @@ def make_app(kind: str) -> Any:
         app = create_command_app(settings)
         app.add_api_route("/bench/noop", noop, methods=["POST"], include_in_schema=False)
         return app
+    if kind == "queries":
+        from interfaces.http.queries.app import create_query_app
+
+        queries = create_query_app(settings)
+        queries.add_api_route("/bench/noop", noop, methods=["GET"], include_in_schema=False)
+        return queries
     if kind == "files":
         from starlette.applications import Starlette
         from starlette.responses import FileResponse

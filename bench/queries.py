@@ -1,0 +1,165 @@
+"""Scenario 4: queries over a populated catalogue, against the trivial endpoint.
+
+Tracks, playlists (some of exactly 100 entries), reactions and plays spread
+over the last two weeks are made through the domain, projected by the
+production runners, then 64 signed-in clients ask the query service (one
+uvicorn worker) for a track search, a 100-entry playlist, the week's top
+tracks and their own history, in turns. The baseline is a trivial async
+endpoint of the same server.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from eventsourcing.domain import Aggregate
+
+from bench.commands import CLIENTS
+from bench.common import Context, Figure, alternate, median
+from bench.loadgen import Request, drive
+from bench.population import access_tokens, make_tracks, register_users, settings_from
+from bench.server import running
+from domain.playlists import Playlist
+from domain.plays import Play
+from domain.reactions import Reaction
+from infrastructure.bootstrap import Container, build
+from tests.support.postgres import free_port
+
+
+def populate(container: Container, tracks: int, playlists: int, social: int) -> dict[str, Any]:
+    """Users, tracks, playlists, then ``social`` reactions and plays."""
+    rng = random.Random(11)
+    app = container.app
+    users = register_users(container, max(CLIENTS, min(1000, social // 1000)))
+    track_ids = make_tracks(container, users[0], tracks)
+    now = datetime.now(UTC)
+    batch: list[Aggregate] = []
+    pending = 0
+
+    def add(aggregate: Aggregate) -> None:
+        nonlocal pending
+        batch.append(aggregate)
+        pending += len(aggregate.pending_events)
+        if pending >= 2000:
+            app.save(*batch)
+            batch.clear()
+            pending = 0
+
+    full: list[UUID] = []
+    for index in range(playlists):
+        owner = users[index % len(users)]
+        playlist = Playlist.create(uuid4(), owner, f"Mix {index}", "", "public")
+        size = 100 if index < 50 else rng.randrange(5, 40)
+        for _ in range(size):
+            playlist.add_entry(owner, uuid4(), rng.choice(track_ids), None, 10_000)
+        if size == 100:
+            full.append(playlist.id)
+        add(playlist)
+    seen: set[tuple[UUID, UUID]] = set()
+    for _ in range(social):
+        # The signed-in clients are the first users: they get a history.
+        user = users[rng.randrange(CLIENTS)] if rng.random() < 0.2 else rng.choice(users)
+        track = track_ids[min(int(rng.paretovariate(1.2)) - 1, len(track_ids) - 1)]
+        at = now - timedelta(seconds=rng.randrange(14 * 86400))
+        if rng.random() < 0.6:
+            add(Play.record(uuid4(), user, "track", track, at))
+        elif (user, track) not in seen:
+            seen.add((user, track))
+            reaction = Reaction.open(user, "track", track)
+            reaction.set(rng.choice(("like", "love", "dislike")), at)
+            add(reaction)
+    if batch:
+        app.save(*batch)
+    for runner in container.runners():
+        runner.catch_up()
+    return {"users": users, "tracks": track_ids, "full_playlists": full}
+
+
+def query_steps(token: str, data: dict[str, Any], seed: int) -> list[list[Request]]:
+    """Search, playlist detail, top tracks of the week, own history, in turns."""
+    rng = random.Random(seed)
+    auth = {"Authorization": f"Bearer {token}"}
+    steps: list[list[Request]] = []
+    for _ in range(8):
+        steps.append([("GET", f"/api/v1/tracks?q=Artist+{rng.randrange(997)}", auth, None)])
+        playlist = rng.choice(data["full_playlists"])
+        steps.append([("GET", f"/api/v1/playlists/{playlist}", auth, None)])
+        steps.append([("GET", "/api/v1/stats/top-tracks?period=week", auth, None)])
+        steps.append([("GET", "/api/v1/me/history", auth, None)])
+    return steps
+
+
+def run(ctx: Context) -> list[Figure]:
+    """Throughput and p99 of the query mix against the trivial endpoint."""
+    sizes = (5_000, 1_000, 40_000) if ctx.quick else (100_000, 20_000, 1_000_000)
+    env = ctx.env("postgres")
+    container = build(settings_from(env))
+    try:
+        data = populate(container, *sizes)
+    finally:
+        container.close()
+    duration = 2.0 if ctx.quick else 10.0
+    summaries: dict[str, list[dict[str, Any]]] = {"queries": [], "noop": []}
+    with running("queries", free_port(), env, ctx.log) as base:
+        # Tokens come from the command side, in this process's own container.
+        with running("commands", free_port(), env, ctx.log) as commands:
+            tokens = access_tokens(commands, CLIENTS)
+        host, port = base.removeprefix("http://").split(":")
+        mixes = {
+            "queries": [query_steps(t, data, i) for i, t in enumerate(tokens)],
+            "noop": [
+                [[("GET", "/bench/noop", {"Authorization": f"Bearer {t}"}, None)]] for t in tokens
+            ],
+        }
+
+        def measure(name: str) -> float:
+            summary = drive(
+                {
+                    "host": host,
+                    "port": int(port),
+                    "warmup": 1.0,
+                    "duration": duration,
+                    "clients": mixes[name],
+                },
+                ctx.scratch,
+            )
+            if summary["errors"] or summary["ok"] != summary["requests"]:
+                raise RuntimeError(f"queries {name}: {summary['statuses']}")
+            summaries[name].append(summary)
+            return float(summary["throughput"])
+
+        samples = alternate(
+            ctx.reps, {"noop": lambda: measure("noop"), "queries": lambda: measure("queries")}
+        )
+    p99 = {n: median([s["p99_ms"] for s in runs]) for n, runs in summaries.items()}
+    p50 = {n: median([s["p50_ms"] for s in runs]) for n, runs in summaries.items()}
+    what = f"{sizes[0]:,} tracks, {sizes[1]:,} playlists, {sizes[2]:,} reactions and plays"
+    note = (
+        f"{what}; p50/p99 ms: queries {p50['queries']:.1f}/{p99['queries']:.1f},"
+        f" trivial endpoint {p50['noop']:.1f}/{p99['noop']:.1f}"
+    )
+    return [
+        Figure(
+            "queries",
+            "search, 100-entry playlist, top tracks, history",
+            "req/s",
+            median(samples["queries"]),
+            "trivial async endpoint",
+            median(samples["noop"]),
+            target=0.5,
+            detail={"p50_ms": p50, "p99_ms": p99, "note": note},
+        ),
+        Figure(
+            "queries",
+            "p99 latency of the mix",
+            "ms",
+            p99["queries"],
+            "trivial async endpoint p99",
+            p99["noop"],
+            higher_is_better=False,
+            target=1 / 3,
+        ),
+    ]
