@@ -145,7 +145,7 @@ def projections_rebuild(
     """
     from infrastructure.bootstrap import build
     from interfaces.cli import load_settings
-    from projections.rebuild import NotRebuildable, RebuildBusy
+    from projections.rebuild import NotRebuildable, RebuildBusy, SwitchBlocked
 
     container = build(load_settings())
     try:
@@ -156,7 +156,7 @@ def projections_rebuild(
             known = ", ".join(sorted(p.name for p in container.projectors))
             errors.print(f"[red]no projection is named {name!r}[/red] (known: {known})")
             raise typer.Exit(2) from None
-        except (RebuildBusy, NotRebuildable) as error:
+        except (RebuildBusy, NotRebuildable, SwitchBlocked) as error:
             errors.print(f"[red]{error}[/red]")
             raise typer.Exit(1) from None
     finally:

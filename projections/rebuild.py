@@ -40,6 +40,7 @@ from uuid import UUID
 from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
 from sqlalchemy import Connection, Engine, Table, create_engine, event, insert, select, text, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from projections.projector import Projector
 from projections.runner import ProjectionRunner, Wakeup
@@ -52,6 +53,12 @@ Progress = Callable[[int, int], None]
 
 SHADOW = "rebuild"
 
+# A lock request waiting in PostgreSQL's queue holds up every reader behind it:
+# wait briefly, then let readers through and try again.
+_SWITCH_LOCK_TIMEOUT = "1s"
+_SWITCH_ATTEMPTS = 60
+_LOCK_NOT_AVAILABLE = "55P03"
+
 
 class RebuildBusy(Exception):
     """Another rebuild of the same projection is running."""
@@ -59,6 +66,14 @@ class RebuildBusy(Exception):
 
 class NotRebuildable(Exception):
     """The projector keeps no tables (a policy that acts on events): nothing to rebuild."""
+
+
+class SwitchBlocked(Exception):
+    """The live tables stayed in use through every attempt to switch; the shadow is kept."""
+
+
+class _LiveTablesBusy(Exception):
+    """One attempt to lock the live tables timed out."""
 
 
 class RebuildInterrupted(Exception):
@@ -236,7 +251,7 @@ class _PostgresShadow:
 
     def switch(self, tables: Sequence[Table], catch_up: Callable[[Connection], int]) -> int:
         with self._live.connect() as conn, conn.begin():
-            conn.exec_driver_sql("SET LOCAL lock_timeout = '30s'")
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{_SWITCH_LOCK_TIMEOUT}'")
             live = [self._quote(conn, self.live_schema, t.name) for t in tables]
             existing = [
                 name
@@ -245,7 +260,14 @@ class _PostgresShadow:
             ]
             if existing:
                 # Waits for the live projector's batch in flight, and holds off the next.
-                conn.exec_driver_sql(f"LOCK TABLE {', '.join(existing)} IN ACCESS EXCLUSIVE MODE")
+                try:
+                    conn.exec_driver_sql(
+                        f"LOCK TABLE {', '.join(existing)} IN ACCESS EXCLUSIVE MODE"
+                    )
+                except OperationalError as error:
+                    if getattr(error.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+                        raise _LiveTablesBusy from None
+                    raise
             conn.execution_options(schema_translate_map=self.translate)
             position = catch_up(conn)
             conn.execution_options(schema_translate_map=None)
@@ -348,7 +370,12 @@ class ProjectionRebuild:
     ) -> RebuildReport:
         shadow.prepare(tables)
         runner = ProjectionRunner(
-            self.projector, shadow.engine, self.recorder, self.mapper, batch_size=self._batch_size
+            self.projector,
+            shadow.engine,
+            self.recorder,
+            self.mapper,
+            batch_size=self._batch_size,
+            commit_hooks=False,
         )
         with shadow.engine.connect() as conn:
             row = conn.execute(
@@ -372,7 +399,7 @@ class ProjectionRebuild:
                 self._progress(runner.position(), max(head, runner.position()))
             if read < self._batch_size:
                 break
-        position = shadow.switch(tables, lambda conn: self._catch_up(conn, runner.position()))
+        position = self._switch(shadow, tables, runner, stop)
         with contextlib.suppress(Exception):
             shadow.drop()
         if self._progress is not None:
@@ -380,6 +407,27 @@ class ProjectionRebuild:
         log.info("read model %s rebuilt up to position %d", self.name, position)
         return RebuildReport(
             self.name, self.projector.version, position, resumed_from, time.monotonic() - started
+        )
+
+    def _switch(
+        self,
+        shadow: _Shadow,
+        tables: Sequence[Table],
+        runner: ProjectionRunner,
+        stop: threading.Event | None,
+    ) -> int:
+        for attempt in range(1, _SWITCH_ATTEMPTS + 1):
+            try:
+                return shadow.switch(tables, lambda conn: self._catch_up(conn, runner.position()))
+            except _LiveTablesBusy:
+                log.info("rebuild of %s: live tables busy (attempt %d)", self.name, attempt)
+            if stop is not None and stop.is_set():
+                raise RebuildInterrupted(f"rebuild of {self.name} interrupted")
+            while runner.run_batch() >= self._batch_size:
+                pass
+            time.sleep(min(0.05 * attempt, 1.0))
+        raise SwitchBlocked(
+            f"the live tables of {self.name} stayed in use; the rebuilt copy is kept: run again"
         )
 
     def _catch_up(self, conn: Connection, position: int) -> int:

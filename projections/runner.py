@@ -62,12 +62,15 @@ class ProjectionRunner:
         mapper: Mapper[UUID],
         *,
         batch_size: int = 500,
+        commit_hooks: bool = True,
     ) -> None:
         self.projector = projector
         self._engine = engine
         self._recorder = recorder
         self._mapper = mapper
         self._batch_size = batch_size
+        # Off for a rebuild's shadow: the hooks act on the live model.
+        self._commit_hooks = commit_hooks
 
     @property
     def name(self) -> str:
@@ -144,5 +147,5 @@ class ProjectionRunner:
                     )
                 except IntegrityError:
                     raise PositionMoved from None
-        if events:
+        if events and self._commit_hooks:
             self.projector.committed(self._engine, events)

@@ -26,6 +26,8 @@ DELETED_USER = "deleted user"
 
 log = logging.getLogger(__name__)
 
+_CHECKPOINT_WAIT_MS = 2000
+
 
 class UsersProjector(Projector):
     """Keeps ``users`` in step with the User aggregates (usernames unsealed here)."""
@@ -125,7 +127,14 @@ def erase_residue(engine: Engine, table: str) -> None:
     try:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             if engine.dialect.name == "sqlite":
-                busy = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()
+                # Wait for readers and writers a little, not the full busy timeout: this
+                # runs in the projector's thread. A later deletion truncates what is left.
+                timeout = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={_CHECKPOINT_WAIT_MS}")
+                try:
+                    busy = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()
+                finally:
+                    conn.exec_driver_sql(f"PRAGMA busy_timeout={int(timeout or 0)}")
                 if busy is not None and busy[0]:
                     log.warning("could not truncate the write-ahead log (readers busy)")
             elif engine.dialect.name == "postgresql":
