@@ -30,6 +30,7 @@ from infrastructure.idempotency import SqlIdempotencyStore
 from infrastructure.media import LibmagicMutagenInspector
 from infrastructure.passwords import Argon2PasswordHasher
 from infrastructure.settings import Settings
+from infrastructure.startup_lock import startup_lock
 from infrastructure.tokens import AccessTokens
 from infrastructure.vault import SqlPersonalDataVault
 from infrastructure.wakeup import Broadcast, PostgresListener
@@ -155,7 +156,16 @@ class Container:
 
 
 def build(settings: Settings, *, clock: Clock | None = None) -> Container:
-    """Build the container: event store, read models, vault, tokens, projectors."""
+    """Build the container: event store, read models, vault, tokens, projectors.
+
+    Under the start-up lock: processes started together on a fresh database would
+    otherwise race to create the same tables, and all but one would crash.
+    """
+    with startup_lock(settings):
+        return _build(settings, clock=clock)
+
+
+def _build(settings: Settings, *, clock: Clock | None = None) -> Container:
     # Tests pass a clock of their own to step through time without sleeping.
     clock = clock if clock is not None else SystemClock()
     read_engine = create_database_engine(settings, "readmodels")
