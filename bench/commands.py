@@ -64,7 +64,7 @@ def run(ctx: Context) -> list[Figure]:
     social = has_route(env, "POST", "/api/v1/tracks/{track_id}/plays")
     _, tracks = populated(env, CLIENTS, 1000 if social else 0)
     single_env = {**env, "THEPLAYLIST_GROUP_COMMIT": "false"}
-    duration = 3.0 if ctx.quick else 10.0
+    duration, warmup = (1.5, 0.5) if ctx.quick else (10.0, 1.0)
     summaries: dict[str, list[dict[str, Any]]] = {"group": [], "single": [], "noop": []}
     with (
         running("commands", free_port(), env, ctx.log) as grouped,
@@ -83,7 +83,7 @@ def run(ctx: Context) -> list[Figure]:
                 {
                     "host": host,
                     "port": int(port),
-                    "warmup": 1.0,
+                    "warmup": warmup,
                     "duration": duration,
                     "clients": steps,
                 },

@@ -94,14 +94,14 @@ def query_steps(token: str, data: dict[str, Any], seed: int) -> list[list[Reques
 
 def run(ctx: Context) -> list[Figure]:
     """Throughput and p99 of the query mix against the trivial endpoint."""
-    sizes = (5_000, 1_000, 40_000) if ctx.quick else (100_000, 20_000, 1_000_000)
+    sizes = (2_000, 300, 10_000) if ctx.quick else (100_000, 20_000, 1_000_000)
     env = ctx.env("postgres")
     container = build(settings_from(env))
     try:
         data = populate(container, *sizes)
     finally:
         container.close()
-    duration = 2.0 if ctx.quick else 10.0
+    duration = 1.5 if ctx.quick else 10.0
     summaries: dict[str, list[dict[str, Any]]] = {"queries": [], "noop": []}
     with running("queries", free_port(), env, ctx.log) as base:
         # Tokens come from the command side, in this process's own container.
@@ -120,7 +120,7 @@ def run(ctx: Context) -> list[Figure]:
                 {
                     "host": host,
                     "port": int(port),
-                    "warmup": 1.0,
+                    "warmup": 0.5 if ctx.quick else 1.0,
                     "duration": duration,
                     "clients": mixes[name],
                 },
