@@ -104,9 +104,18 @@ class SessionCommands(UserCommands):
         return Committed(committed.value, committed.position)
 
     def session_is_open(self, session_id: UUID) -> bool:
-        """True while the session can still be used (for sliding renewal)."""
+        """True while the session can still be used."""
+        return self.session_expiry(session_id) is not None
+
+    def session_expiry(self, session_id: UUID) -> datetime | None:
+        """When the session ends if it is open now; None when it is closed or unknown.
+
+        Sliding renewal uses it so that no access token outlives its session.
+        """
         session = UnitOfWork(self._runner.app).find(Session, session_id)
-        return session is not None and session.is_open(self._clock.now())
+        if session is None or not session.is_open(self._clock.now()):
+            return None
+        return session.expires_at
 
     def revoke_session(self, user_id: UUID, session_id: UUID, reason: str) -> Committed[UUID]:
         """Close one of the user's sessions; someone else's is :class:`NotFound`."""

@@ -47,9 +47,12 @@ class AccessTokens:
         session_id: UUID,
         roles: frozenset[str],
         now: datetime,
+        not_after: datetime | None = None,
     ) -> tuple[str, datetime]:
-        """A new signed token and its expiry."""
+        """A new signed token and its expiry, which is never later than ``not_after``."""
         expires_at = (now + self._ttl).replace(microsecond=0)
+        if not_after is not None:
+            expires_at = min(expires_at, not_after.replace(microsecond=0))
         payload = {
             "sub": str(user_id),
             "name": username,

@@ -143,10 +143,11 @@ def _renew_if_due(request: Request, container: Container, caller: Caller) -> Non
     remaining = (caller.expires_at - now).total_seconds()
     if remaining > container.settings.access_token_renew_within_seconds:
         return
-    if not container.app.session_is_open(caller.session_id):
-        return
+    session_ends = container.app.session_expiry(caller.session_id)
+    if session_ends is None or session_ends <= caller.expires_at:
+        return  # closed, or a new token could not live any longer than this one
     token, expires_at = container.tokens.issue(
-        caller.user_id, caller.username, caller.session_id, caller.roles, now
+        caller.user_id, caller.username, caller.session_id, caller.roles, now, session_ends
     )
     max_age = int((expires_at - now).total_seconds())
     add_response_header(

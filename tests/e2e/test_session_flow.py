@@ -294,6 +294,21 @@ def test_an_access_cookie_close_to_expiry_is_renewed_on_a_request(serve: Serve) 
     assert set_cookies(client.get(f"{API}/me", headers=bearer.headers)) == {}
 
 
+def test_no_access_token_outlives_its_session(serve: Serve) -> None:
+    client = serve(
+        access_token_ttl_seconds=3600,
+        access_token_renew_within_seconds=3600,
+        refresh_token_ttl_seconds=60,
+    )
+    register(client, "alice")
+    cookies = set_cookies(login(client, "alice"))
+    session_ends = int(cookies["refresh_token"].attributes["max-age"])
+    issued = jwt.decode(cookies["access_token"].value, options={"verify_signature": False})
+    assert issued["exp"] - issued["iat"] <= session_ends + 1
+    # A token already as long-lived as its session is not renewed: it could not live longer.
+    assert "access_token" not in set_cookies(client.get(f"{AUTH}/session"))
+
+
 def test_a_closed_session_is_not_renewed(serve: Serve) -> None:
     client = serve(access_token_ttl_seconds=30, access_token_renew_within_seconds=3600)
     register(client, "alice")

@@ -136,7 +136,12 @@ async def _credentials(request: Request) -> Credentials:
 def _access_token(container: Container, signed_in: SignedIn) -> tuple[str, datetime, int]:
     now = container.clock.now()
     token, expires_at = container.tokens.issue(
-        signed_in.user_id, signed_in.username, signed_in.session_id, signed_in.roles, now
+        signed_in.user_id,
+        signed_in.username,
+        signed_in.session_id,
+        signed_in.roles,
+        now,
+        not_after=signed_in.refresh_expires_at,
     )
     return token, expires_at, int((expires_at - now).total_seconds())
 
