@@ -103,14 +103,29 @@ class ProjectionRunner:
 
     def run(self, stop: threading.Event, wakeup: Wakeup, idle_wait: float) -> None:
         """Follow the log until ``stop`` is set; wait for a wake-up when idle."""
+        failures = 0
         while not stop.is_set():
             try:
                 if self.run_batch() == 0:
                     wakeup.wait(idle_wait)
-            except Exception:
-                # A database hiccup must not kill the projector; back off and retry.
-                log.exception("projection %s failed a batch; retrying", self.name)
-                stop.wait(1.0)
+                if failures:
+                    log.info("projection %s recovered after %d failures", self.name, failures)
+                failures = 0
+            except Exception as error:
+                # A database or storage outage must not kill the projector: back off
+                # exponentially (up to 30 s) and log the trace once, not once a second.
+                failures += 1
+                if failures == 1:
+                    log.exception("projection %s failed a batch; retrying", self.name)
+                else:
+                    log.warning(
+                        "projection %s failed again (%d): %s: %s",
+                        self.name,
+                        failures,
+                        type(error).__name__,
+                        error,
+                    )
+                stop.wait(min(30.0, 0.5 * 2 ** min(failures, 6)))
 
     def _apply(self, start: int, notifications: Sequence[Notification]) -> None:
         events: list[Any] = [
