@@ -144,7 +144,8 @@ def _renew_if_due(request: Request, container: Container, caller: Caller) -> Non
     if remaining > container.settings.access_token_renew_within_seconds:
         return
     session_ends = container.app.session_expiry(caller.session_id)
-    if session_ends is None or session_ends <= caller.expires_at:
+    # Tokens carry whole seconds: compare at that grain.
+    if session_ends is None or session_ends.replace(microsecond=0) <= caller.expires_at:
         return  # closed, or a new token could not live any longer than this one
     token, expires_at = container.tokens.issue(
         caller.user_id, caller.username, caller.session_id, caller.roles, now, session_ends
