@@ -1,4 +1,9 @@
-"""Dependencies over the objects built once at start-up (in the lifespan)."""
+"""Dependencies over the objects built once at start-up (in the lifespan).
+
+They are ``async def`` on purpose: they only read attributes, and FastAPI runs
+every plain ``def`` dependency in the thread pool, a hop that costs more than
+the whole lookup under load.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from infrastructure.bootstrap import Container, Queries
 from infrastructure.settings import Settings
 
 
-def get_container(request: Request) -> Container:
+async def get_container(request: Request) -> Container:
     """The container the lifespan put on the app."""
     container: Container = request.app.state.container
     return container
@@ -20,17 +25,17 @@ def get_container(request: Request) -> Container:
 ContainerDep = Annotated[Container, Depends(get_container)]
 
 
-def get_app(container: ContainerDep) -> ThePlaylist:
+async def get_app(container: ContainerDep) -> ThePlaylist:
     """The write side."""
     return container.app
 
 
-def get_queries(container: ContainerDep) -> Queries:
+async def get_queries(container: ContainerDep) -> Queries:
     """The read side."""
     return container.queries
 
 
-def get_settings(container: ContainerDep) -> Settings:
+async def get_settings(container: ContainerDep) -> Settings:
     """The settings."""
     return container.settings
 
