@@ -171,6 +171,10 @@ def _build(settings: Settings, *, clock: Clock | None = None) -> Container:
     read_engine = create_database_engine(settings, "readmodels")
     vault_engine = create_database_engine(settings, "vault", pool_size=2)
     create_read_models(read_engine)
+    # Queries only read, one statement at a time (READ COMMITTED sees each
+    # statement's own snapshot anyway): autocommit spares every checkout a
+    # BEGIN and a ROLLBACK round trip. Same pool as the projectors.
+    reads = read_engine.execution_options(isolation_level="AUTOCOMMIT")
     vault = SqlPersonalDataVault(vault_engine)
     broadcast = Broadcast()
     blobs = open_blob_store(settings)
@@ -221,11 +225,11 @@ def _build(settings: Settings, *, clock: Clock | None = None) -> Container:
         queries=Queries(
             users=UserQueries(read_engine, vault),
             sessions=SessionQueries(read_engine),
-            positions=PositionQueries(read_engine),
-            playlists=PlaylistQueries(read_engine),
-            reactions=ReactionQueries(read_engine),
-            listening=ListeningQueries(read_engine),
-            tracks=TrackQueries(read_engine),
+            positions=PositionQueries(reads),
+            playlists=PlaylistQueries(reads),
+            reactions=ReactionQueries(reads),
+            listening=ListeningQueries(reads),
+            tracks=TrackQueries(reads),
         ),
         projectors=[
             UsersProjector(vault),

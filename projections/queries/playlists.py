@@ -15,7 +15,8 @@ from uuid import UUID
 from sqlalchemy import ColumnElement, Engine, Select, and_, or_, select
 
 from projections.queries.keyset import Page, after, decode_cursor, encode_cursor
-from projections.schema import playlist_entries, playlists, users
+from projections.queries.reactions import NO_REACTIONS, MyReactionsRow
+from projections.schema import playlist_entries, playlists, reactions, users
 
 PlaylistSort = Literal["new", "plays", "likes", "loves", "name"]
 
@@ -54,6 +55,8 @@ class PlaylistRow:
     counts: Counts
     created_at: datetime
     updated_at: datetime
+    # The viewer's own reactions, when the query was asked for a viewer.
+    mine: MyReactionsRow | None = None
 
 
 @dataclass(frozen=True)
@@ -82,10 +85,30 @@ def visible_to(viewer_id: UUID | None) -> ColumnElement[bool]:
     return and_(c.deleted.is_(False), shown)
 
 
-def _select() -> Select[Any]:
-    return select(playlists, users.c.username.label("owner_username")).join_from(
-        playlists, users, users.c.id == playlists.c.owner_id, isouter=True
+_OWNED = select(playlists, users.c.username.label("owner_username")).join_from(
+    playlists, users, users.c.id == playlists.c.owner_id, isouter=True
+)
+
+
+def _select(viewer_id: UUID | None = None) -> Select[Any]:
+    """Playlists with their owner's name, and the viewer's reactions when there is a viewer."""
+    if viewer_id is None:
+        return _OWNED
+    r = reactions.c
+    return _OWNED.add_columns(r.liked, r.disliked, r.loved).join_from(
+        playlists,
+        reactions,
+        and_(r.user_id == viewer_id, r.target_id == playlists.c.id),
+        isouter=True,
     )
+
+
+def _mine(r: Any) -> MyReactionsRow | None:
+    if "liked" not in r._mapping:
+        return None
+    if r.liked is None:
+        return NO_REACTIONS
+    return MyReactionsRow(bool(r.liked), bool(r.disliked), bool(r.loved))
 
 
 def _row(r: Any) -> PlaylistRow:
@@ -101,6 +124,7 @@ def _row(r: Any) -> PlaylistRow:
         counts=Counts(int(r.likes), int(r.dislikes), int(r.loves), int(r.plays)),
         created_at=r.created_at,
         updated_at=r.updated_at,
+        mine=_mine(r),
     )
 
 
@@ -111,23 +135,26 @@ class PlaylistQueries:
         self._engine = engine
 
     def visible(self, playlist_id: UUID, viewer_id: UUID | None) -> PlaylistRow | None:
-        """The playlist if the viewer may see it, else None (hidden and missing look alike)."""
+        """The playlist if the viewer may see it, else None (hidden and missing look alike).
+
+        With a viewer, it carries the viewer's reactions (``mine``).
+        """
         with self._engine.connect() as conn:
             row = conn.execute(
-                _select().where(playlists.c.id == playlist_id, visible_to(viewer_id))
+                _select(viewer_id).where(playlists.c.id == playlist_id, visible_to(viewer_id))
             ).first()
         return None if row is None else _row(row)
 
     def visible_many(
         self, playlist_ids: Iterable[UUID], viewer_id: UUID | None
     ) -> dict[UUID, PlaylistRow]:
-        """Those of the playlists the viewer may see, by id."""
+        """Those of the playlists the viewer may see, by id, with the viewer's reactions."""
         wanted = list(set(playlist_ids))
         if not wanted:
             return {}
         with self._engine.connect() as conn:
             rows = conn.execute(
-                _select().where(playlists.c.id.in_(wanted), visible_to(viewer_id))
+                _select(viewer_id).where(playlists.c.id.in_(wanted), visible_to(viewer_id))
             ).all()
         return {r.id: _row(r) for r in rows}
 

@@ -9,10 +9,11 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from sqlalchemy import Column, ColumnElement, Engine, Row, select
+from sqlalchemy import Column, ColumnElement, Engine, Row, Select, and_, select
 
 from projections.queries.keyset import Page, after, decode_cursor, encode_cursor
-from projections.schema import tracks
+from projections.queries.reactions import NO_REACTIONS, MyReactionsRow
+from projections.schema import reactions, tracks
 from projections.tracks import fold
 
 TrackSort = Literal["new", "plays", "likes", "loves", "title"]
@@ -60,6 +61,34 @@ class TrackRow:
     created_at: datetime
     updated_at: datetime
     counts: TrackCounts
+    # The viewer's own reactions, when the query was asked for a viewer.
+    mine: MyReactionsRow | None = None
+
+
+def _select(viewer_id: UUID | None) -> Select[Any]:
+    """The tracks, with the viewer's reactions joined in when there is a viewer.
+
+    One statement instead of a second lookup in ``reactions``: every query is
+    a round trip, and under load each round trip also waits for the GIL.
+    """
+    if viewer_id is None:
+        return select(tracks)
+    r = reactions.c
+    return select(tracks, r.liked, r.disliked, r.loved).join_from(
+        tracks,
+        reactions,
+        and_(r.user_id == viewer_id, r.target_id == tracks.c.id),
+        isouter=True,
+    )
+
+
+def _mine(row: Row[Any]) -> MyReactionsRow | None:
+    mapping = row._mapping
+    if "liked" not in mapping:
+        return None
+    if row.liked is None:
+        return NO_REACTIONS
+    return MyReactionsRow(bool(row.liked), bool(row.disliked), bool(row.loved))
 
 
 def _row(row: Row[Any]) -> TrackRow:
@@ -82,6 +111,7 @@ def _row(row: Row[Any]) -> TrackRow:
         created_at=row.created_at,
         updated_at=row.updated_at,
         counts=TrackCounts(int(row.likes), int(row.dislikes), int(row.loves), int(row.plays)),
+        mine=_mine(row),
     )
 
 
@@ -102,19 +132,21 @@ class TrackQueries:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def get(self, track_id: UUID) -> TrackRow | None:
-        """The live track, or None."""
+    def get(self, track_id: UUID, viewer_id: UUID | None = None) -> TrackRow | None:
+        """The live track, or None; with the viewer's reactions when given a viewer."""
         with self._engine.connect() as conn:
-            row = conn.execute(select(tracks).where(tracks.c.id == track_id)).first()
+            row = conn.execute(_select(viewer_id).where(tracks.c.id == track_id)).first()
         return None if row is None else _row(row)
 
-    def by_ids(self, track_ids: Iterable[UUID]) -> dict[UUID, TrackRow]:
-        """The live tracks among these ids."""
+    def by_ids(
+        self, track_ids: Iterable[UUID], viewer_id: UUID | None = None
+    ) -> dict[UUID, TrackRow]:
+        """The live tracks among these ids; with the viewer's reactions when given a viewer."""
         wanted = list(dict.fromkeys(track_ids))
         if not wanted:
             return {}
         with self._engine.connect() as conn:
-            rows = conn.execute(select(tracks).where(tracks.c.id.in_(wanted))).all()
+            rows = conn.execute(_select(viewer_id).where(tracks.c.id.in_(wanted))).all()
         return {row.id: _row(row) for row in rows}
 
     def list(
@@ -125,8 +157,12 @@ class TrackQueries:
         sort: TrackSort = "new",
         cursor: str | None = None,
         limit: int = 20,
+        viewer_id: UUID | None = None,
     ) -> Page[TrackRow]:
-        """A page of tracks matching every word of ``q`` (in title, artist or album)."""
+        """A page of tracks matching every word of ``q`` (in title, artist or album).
+
+        With a viewer, each track carries the viewer's reactions (``mine``).
+        """
         column, value_type, descending = _SORTS[sort]
         conditions: list[ColumnElement[bool]] = [
             tracks.c.search_text.like(f"%{_escape_like(term)}%", escape="\\")
@@ -140,7 +176,7 @@ class TrackQueries:
         order: Sequence[ColumnElement[Any]] = (
             (column.desc(), tracks.c.id.desc()) if descending else (column, tracks.c.id)
         )
-        statement = select(tracks).where(*conditions).order_by(*order).limit(limit + 1)
+        statement = _select(viewer_id).where(*conditions).order_by(*order).limit(limit + 1)
         with self._engine.connect() as conn:
             rows = conn.execute(statement).all()
         items = [_row(row) for row in rows[:limit]]

@@ -62,7 +62,7 @@ def my_history(
     track_ids = [p.target_id for p in page.items if p.target_kind == "track"]
     playlist_ids = [p.target_id for p in page.items if p.target_kind == "playlist"]
     tracks = tracks_json(
-        container, list(container.queries.tracks.by_ids(track_ids).values()), viewer
+        container, list(container.queries.tracks.by_ids(track_ids, viewer).values()), viewer
     )
     playlist_rows = list(container.queries.playlists.visible_many(playlist_ids, viewer).values())
     playlists = {

@@ -33,6 +33,7 @@ from interfaces.http.queries.tracks import (
     TrackOut,
     page_limit,
     track_json,
+    viewer_reactions,
 )
 from interfaces.http.security import CurrentCaller, OptionalCaller
 from interfaces.http.streaming import content_disposition, download_name
@@ -125,8 +126,13 @@ def playlists_json(
     """Several playlists, with the viewer's reactions when signed in."""
     if viewer_id is None:
         return [playlist_json(row) for row in rows]
-    mine = container.queries.reactions.mine(viewer_id, (row.id for row in rows))
-    return [playlist_json(row, mine.get(row.id, NO_REACTIONS)) for row in rows]
+    # Rows read for this viewer carry their reactions already; look up the others.
+    missing = [row.id for row in rows if row.mine is None]
+    found = container.queries.reactions.mine(viewer_id, missing) if missing else {}
+    return [
+        playlist_json(row, row.mine if row.mine is not None else found.get(row.id, NO_REACTIONS))
+        for row in rows
+    ]
 
 
 def tracks_json(
@@ -135,8 +141,8 @@ def tracks_json(
     """Several tracks by id, with the viewer's reactions when signed in."""
     if viewer_id is None:
         return {row.id: track_json(row) for row in rows}
-    mine = container.queries.reactions.mine(viewer_id, (row.id for row in rows))
-    return {row.id: track_json(row, mine.get(row.id, NO_REACTIONS)) for row in rows}
+    mine = viewer_reactions(container, rows, viewer_id)
+    return {row.id: track_json(row, mine[row.id]) for row in rows}
 
 
 def _viewer(caller: OptionalCaller) -> UUID | None:
@@ -215,7 +221,7 @@ def get_playlist(
     viewer = _viewer(caller)
     row = _visible(container, playlist_id, viewer)
     entries = container.queries.playlists.entries(playlist_id)
-    track_rows = container.queries.tracks.by_ids(e.track_id for e in entries)
+    track_rows = container.queries.tracks.by_ids((e.track_id for e in entries), viewer)
     tracks = tracks_json(container, list(track_rows.values()), viewer)
     body = playlists_json(container, [row], viewer)[0]
     body["entries"] = [

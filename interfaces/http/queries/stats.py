@@ -110,8 +110,8 @@ def top_tracks(
     ranked = container.queries.listening.top(
         "track", by, start, now, page_limit(limit, container), select(tracks.c.id)
     )
-    rows = container.queries.tracks.by_ids(r.target_id for r in ranked)
     viewer = caller.user_id if caller is not None else None
+    rows = container.queries.tracks.by_ids((r.target_id for r in ranked), viewer)
     bodies = tracks_json(container, list(rows.values()), viewer)
     items = [
         {"track": bodies[r.target_id], "count": r.count} for r in ranked if r.target_id in bodies

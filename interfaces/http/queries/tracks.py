@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -107,13 +108,26 @@ def track_json(row: TrackRow, mine: MyReactionsRow | None = None) -> dict[str, A
     return body
 
 
+def viewer_reactions(
+    container: Container, rows: Iterable[TrackRow], viewer_id: UUID
+) -> dict[UUID, MyReactionsRow]:
+    """The viewer's reactions to each track: those the query joined in, the rest looked up."""
+    rows = list(rows)
+    mine = {row.id: row.mine for row in rows if row.mine is not None}
+    missing = [row.id for row in rows if row.mine is None]
+    if missing:
+        found = container.queries.reactions.mine(viewer_id, missing)
+        mine.update((track_id, found.get(track_id, NO_REACTIONS)) for track_id in missing)
+    return mine
+
+
 def _tracks_json(
     container: Container, rows: list[TrackRow], caller_id: UUID | None
 ) -> list[dict[str, Any]]:
     if caller_id is None:
         return [track_json(row) for row in rows]
-    mine = container.queries.reactions.mine(caller_id, (row.id for row in rows))
-    return [track_json(row, mine.get(row.id, NO_REACTIONS)) for row in rows]
+    mine = viewer_reactions(container, rows, caller_id)
+    return [track_json(row, mine[row.id]) for row in rows]
 
 
 def page_limit(limit: int | None, container: Container) -> int:
@@ -149,7 +163,12 @@ def _page(
     limit: int | None,
 ) -> JSONResponse:
     page = container.queries.tracks.list(
-        q=q, uploader=uploader, sort=sort, cursor=cursor, limit=page_limit(limit, container)
+        q=q,
+        uploader=uploader,
+        sort=sort,
+        cursor=cursor,
+        limit=page_limit(limit, container),
+        viewer_id=caller_id,
     )
     return JSONResponse(
         {"items": _tracks_json(container, page.items, caller_id), "next_cursor": page.next_cursor}
@@ -206,8 +225,10 @@ def _track(queries: QueriesDep, track_id: UUID) -> TrackRow:
 @router.get("/tracks/{track_id}", response_model=TrackOut, dependencies=_READS, summary="A track")
 def get_track(track_id: UUID, container: ContainerDep, caller: OptionalCaller) -> JSONResponse:
     """404 for unknown and deleted tracks."""
-    row = _track(container.queries, track_id)
     caller_id = caller.user_id if caller is not None else None
+    row = container.queries.tracks.get(track_id, caller_id)
+    if row is None:
+        raise NotFound("track not found")
     return JSONResponse(_tracks_json(container, [row], caller_id)[0])
 
 
