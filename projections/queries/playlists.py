@@ -16,7 +16,8 @@ from sqlalchemy import ColumnElement, Engine, Select, and_, or_, select
 
 from projections.queries.keyset import Page, after, decode_cursor, encode_cursor
 from projections.queries.reactions import NO_REACTIONS, MyReactionsRow
-from projections.schema import playlist_entries, playlists, reactions, users
+from projections.queries.tracks import TrackRow, track_columns, track_row, viewer_reactions_join
+from projections.schema import playlist_entries, playlists, reactions, tracks, users
 
 PlaylistSort = Literal["new", "plays", "likes", "loves", "name"]
 
@@ -169,6 +170,47 @@ class PlaylistQueries:
             ).all()
         return [
             EntryRow(r.entry_id, int(r.position), r.track_id, bool(r.unavailable), r.added_at)
+            for r in rows
+        ]
+
+    def entries_with_tracks(
+        self, playlist_id: UUID, viewer_id: UUID | None
+    ) -> list[tuple[EntryRow, TrackRow | None]]:
+        """The playlist's entries in order, each with its live track (None once deleted).
+
+        One statement: the entries joined to their tracks (and to the viewer's
+        reactions to them), rather than a second lookup by a list of ids that
+        would be a new statement text, and a new parse, for every length.
+        """
+        e = playlist_entries.c
+        entry_columns = [
+            e.entry_id.label("entry_id_"),
+            e.position.label("position_"),
+            e.track_id.label("track_id_"),
+            e.unavailable.label("unavailable_"),
+            e.added_at.label("added_at_"),
+        ]
+        joined = playlist_entries.join(tracks, tracks.c.id == e.track_id, isouter=True)
+        if viewer_id is not None:
+            joined = joined.join(
+                reactions, viewer_reactions_join(viewer_id, tracks.c.id), isouter=True
+            )
+        statement = (
+            select(*entry_columns, *track_columns(viewer_id))
+            .select_from(joined)
+            .where(e.playlist_id == playlist_id)
+            .order_by(e.position)
+        )
+        with self._engine.connect() as conn:
+            rows = conn.execute(statement).all()
+        with_mine = viewer_id is not None
+        return [
+            (
+                EntryRow(
+                    r.entry_id_, int(r.position_), r.track_id_, bool(r.unavailable_), r.added_at_
+                ),
+                None if r.id is None else track_row(r, with_mine),
+            )
             for r in rows
         ]
 

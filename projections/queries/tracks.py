@@ -72,26 +72,40 @@ def _select(viewer_id: UUID | None) -> Select[Any]:
     a round trip, and under load each round trip also waits for the GIL.
     """
     if viewer_id is None:
-        return select(tracks)
-    r = reactions.c
-    return select(tracks, r.liked, r.disliked, r.loved).join_from(
-        tracks,
-        reactions,
-        and_(r.user_id == viewer_id, r.target_id == tracks.c.id),
-        isouter=True,
+        return select(*_COLUMNS)
+    return select(*track_columns(viewer_id)).join_from(
+        tracks, reactions, viewer_reactions_join(viewer_id, tracks.c.id), isouter=True
     )
 
 
-def _mine(row: Row[Any]) -> MyReactionsRow | None:
-    mapping = row._mapping
-    if "liked" not in mapping:
-        return None
+# Every column but search_text: the longest, and only ever matched in SQL.
+_COLUMNS = tuple(column for column in tracks.c if column.key != "search_text")
+
+
+def track_columns(viewer_id: UUID | None) -> list[Any]:
+    """The columns :func:`track_row` reads; with the viewer's reaction flags when given a viewer.
+
+    Select them from ``tracks`` joined (outer) to :func:`viewer_reactions_join`.
+    """
+    if viewer_id is None:
+        return list(_COLUMNS)
+    r = reactions.c
+    return [*_COLUMNS, r.liked, r.disliked, r.loved]
+
+
+def viewer_reactions_join(viewer_id: UUID, target: Any) -> ColumnElement[bool]:
+    """The ON clause joining ``reactions`` to the viewer's reactions to ``target``."""
+    return and_(reactions.c.user_id == viewer_id, reactions.c.target_id == target)
+
+
+def _mine(row: Row[Any]) -> MyReactionsRow:
     if row.liked is None:
         return NO_REACTIONS
     return MyReactionsRow(bool(row.liked), bool(row.disliked), bool(row.loved))
 
 
-def _row(row: Row[Any]) -> TrackRow:
+def track_row(row: Row[Any], with_mine: bool = False) -> TrackRow:
+    """A :class:`TrackRow` from a row of :func:`track_columns` (``with_mine``: with a viewer)."""
     return TrackRow(
         id=row.id,
         title=row.title,
@@ -111,7 +125,7 @@ def _row(row: Row[Any]) -> TrackRow:
         created_at=row.created_at,
         updated_at=row.updated_at,
         counts=TrackCounts(int(row.likes), int(row.dislikes), int(row.loves), int(row.plays)),
-        mine=_mine(row),
+        mine=_mine(row) if with_mine else None,
     )
 
 
@@ -136,7 +150,7 @@ class TrackQueries:
         """The live track, or None; with the viewer's reactions when given a viewer."""
         with self._engine.connect() as conn:
             row = conn.execute(_select(viewer_id).where(tracks.c.id == track_id)).first()
-        return None if row is None else _row(row)
+        return None if row is None else track_row(row, viewer_id is not None)
 
     def by_ids(
         self, track_ids: Iterable[UUID], viewer_id: UUID | None = None
@@ -147,7 +161,8 @@ class TrackQueries:
             return {}
         with self._engine.connect() as conn:
             rows = conn.execute(_select(viewer_id).where(tracks.c.id.in_(wanted))).all()
-        return {row.id: _row(row) for row in rows}
+        with_mine = viewer_id is not None
+        return {row.id: track_row(row, with_mine) for row in rows}
 
     def list(
         self,
@@ -179,7 +194,7 @@ class TrackQueries:
         statement = _select(viewer_id).where(*conditions).order_by(*order).limit(limit + 1)
         with self._engine.connect() as conn:
             rows = conn.execute(statement).all()
-        items = [_row(row) for row in rows[:limit]]
+        items = [track_row(row, viewer_id is not None) for row in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
             last = rows[limit - 1]

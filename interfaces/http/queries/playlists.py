@@ -220,9 +220,8 @@ def get_playlist(
     """Entries in order, each with its track (null once deleted); ETag is the version."""
     viewer = _viewer(caller)
     row = _visible(container, playlist_id, viewer)
-    entries = container.queries.playlists.entries(playlist_id)
-    track_rows = container.queries.tracks.by_ids((e.track_id for e in entries), viewer)
-    tracks = tracks_json(container, list(track_rows.values()), viewer)
+    entries = container.queries.playlists.entries_with_tracks(playlist_id, viewer)
+    tracks = tracks_json(container, [track for _, track in entries if track is not None], viewer)
     body = playlists_json(container, [row], viewer)[0]
     body["entries"] = [
         {
@@ -233,7 +232,7 @@ def get_playlist(
             "added_at": entry.added_at.isoformat(),
             "track": None if entry.unavailable else tracks.get(entry.track_id),
         }
-        for entry in entries
+        for entry, _ in entries
     ]
     return JSONResponse(body, headers={"ETag": f'"{row.version}"', "Cache-Control": "no-cache"})
 
