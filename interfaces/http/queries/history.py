@@ -10,9 +10,11 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from infrastructure.bootstrap import Container
 from interfaces.http.deps import ContainerDep
 from interfaces.http.queries.consistency import reads_from
 from interfaces.http.queries.playlists import PlaylistOut, playlists_json, tracks_json
+from interfaces.http.queries.threads import in_query_thread
 from interfaces.http.queries.tracks import TrackOut, page_limit
 from interfaces.http.security import CurrentCaller
 
@@ -48,14 +50,19 @@ class HistoryPageOut(BaseModel):
     dependencies=[Depends(reads_from("listening", "tracks", "playlists", "reactions"))],
     summary="Your plays, newest first",
 )
-def my_history(
+async def my_history(
     container: ContainerDep,
     caller: CurrentCaller,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
 ) -> JSONResponse:
     """401 when not signed in; nobody else's plays are ever shown."""
-    viewer = caller.user_id
+    return await in_query_thread(_history, container, caller.user_id, cursor, limit)
+
+
+def _history(
+    container: Container, viewer: UUID, cursor: str | None, limit: int | None
+) -> JSONResponse:
     page = container.queries.listening.history(
         viewer, cursor=cursor, limit=page_limit(limit, container)
     )

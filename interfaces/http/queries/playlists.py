@@ -27,6 +27,7 @@ from interfaces.http.queries.playlist_formats import (
     m3u8,
     xspf,
 )
+from interfaces.http.queries.threads import in_query_thread
 from interfaces.http.queries.tracks import (
     CountsOut,
     MyReactionsOut,
@@ -168,7 +169,7 @@ Limit = Annotated[int | None, Query(ge=1)]
     dependencies=_LIST_READS,
     summary="List and search public playlists",
 )
-def list_playlists(
+async def list_playlists(
     container: ContainerDep,
     caller: OptionalCaller,
     q: Q = None,
@@ -178,11 +179,15 @@ def list_playlists(
     limit: Limit = None,
 ) -> JSONResponse:
     """Public playlists only (a private one is listed to nobody, its owner included)."""
-    page = container.queries.playlists.listed(
-        q=q, owner_id=owner, sort=sort, cursor=cursor, limit=page_limit(limit, container)
-    )
-    items = playlists_json(container, page.items, _viewer(caller))
-    return JSONResponse({"items": items, "next_cursor": page.next_cursor})
+
+    def answer() -> JSONResponse:
+        page = container.queries.playlists.listed(
+            q=q, owner_id=owner, sort=sort, cursor=cursor, limit=page_limit(limit, container)
+        )
+        items = playlists_json(container, page.items, _viewer(caller))
+        return JSONResponse({"items": items, "next_cursor": page.next_cursor})
+
+    return await in_query_thread(answer)
 
 
 @router.get(
@@ -191,7 +196,7 @@ def list_playlists(
     dependencies=_LIST_READS,
     summary="Your playlists, private ones included",
 )
-def my_playlists(
+async def my_playlists(
     container: ContainerDep,
     caller: CurrentCaller,
     q: Q = None,
@@ -200,11 +205,15 @@ def my_playlists(
     limit: Limit = None,
 ) -> JSONResponse:
     """401 when not signed in."""
-    page = container.queries.playlists.owned_by(
-        caller.user_id, q=q, sort=sort, cursor=cursor, limit=page_limit(limit, container)
-    )
-    items = playlists_json(container, page.items, caller.user_id)
-    return JSONResponse({"items": items, "next_cursor": page.next_cursor})
+
+    def answer() -> JSONResponse:
+        page = container.queries.playlists.owned_by(
+            caller.user_id, q=q, sort=sort, cursor=cursor, limit=page_limit(limit, container)
+        )
+        items = playlists_json(container, page.items, caller.user_id)
+        return JSONResponse({"items": items, "next_cursor": page.next_cursor})
+
+    return await in_query_thread(answer)
 
 
 @router.get(
@@ -214,11 +223,14 @@ def my_playlists(
     responses={404: {"description": "Unknown, deleted, or someone else's private playlist"}},
     summary="A playlist with its entries",
 )
-def get_playlist(
+async def get_playlist(
     playlist_id: UUID, container: ContainerDep, caller: OptionalCaller
 ) -> JSONResponse:
     """Entries in order, each with its track (null once deleted); ETag is the version."""
-    viewer = _viewer(caller)
+    return await in_query_thread(_detail, container, playlist_id, _viewer(caller))
+
+
+def _detail(container: Container, playlist_id: UUID, viewer: UUID | None) -> JSONResponse:
     row = _visible(container, playlist_id, viewer)
     entries = container.queries.playlists.entries_with_tracks(playlist_id, viewer)
     tracks = tracks_json(container, [track for _, track in entries if track is not None], viewer)

@@ -22,6 +22,7 @@ from infrastructure.bootstrap import Container
 from interfaces.http.deps import ContainerDep
 from interfaces.http.queries.consistency import reads_from
 from interfaces.http.queries.playlists import PlaylistOut, playlists_json, tracks_json
+from interfaces.http.queries.threads import in_query_thread
 from interfaces.http.queries.tracks import TrackOut, page_limit
 from interfaces.http.security import OptionalCaller
 from projections.queries.listening import PERIODS, Bucket, Period, RankBy
@@ -98,7 +99,7 @@ def _window_start(container: Container, period: Period) -> tuple[datetime, datet
     dependencies=[Depends(reads_from("listening", "tracks", "reactions"))],
     summary="The most played, liked or loved tracks over a period",
 )
-def top_tracks(
+async def top_tracks(
     container: ContainerDep,
     caller: OptionalCaller,
     period: PeriodQuery = "week",
@@ -106,17 +107,23 @@ def top_tracks(
     limit: Limit = None,
 ) -> JSONResponse:
     """Live tracks only; ties are broken by id."""
-    start, now = _window_start(container, period)
-    ranked = container.queries.listening.top(
-        "track", by, start, now, page_limit(limit, container), select(tracks.c.id)
-    )
-    viewer = caller.user_id if caller is not None else None
-    rows = container.queries.tracks.by_ids((r.target_id for r in ranked), viewer)
-    bodies = tracks_json(container, list(rows.values()), viewer)
-    items = [
-        {"track": bodies[r.target_id], "count": r.count} for r in ranked if r.target_id in bodies
-    ]
-    return JSONResponse({"period": period, "by": by, "items": items})
+
+    def answer() -> JSONResponse:
+        start, now = _window_start(container, period)
+        ranked = container.queries.listening.top(
+            "track", by, start, now, page_limit(limit, container), select(tracks.c.id)
+        )
+        viewer = caller.user_id if caller is not None else None
+        rows = container.queries.tracks.by_ids((r.target_id for r in ranked), viewer)
+        bodies = tracks_json(container, list(rows.values()), viewer)
+        items = [
+            {"track": bodies[r.target_id], "count": r.count}
+            for r in ranked
+            if r.target_id in bodies
+        ]
+        return JSONResponse({"period": period, "by": by, "items": items})
+
+    return await in_query_thread(answer)
 
 
 @router.get(
@@ -125,7 +132,7 @@ def top_tracks(
     dependencies=[Depends(reads_from("listening", "playlists", "reactions"))],
     summary="The most played, liked or loved public playlists over a period",
 )
-def top_playlists(
+async def top_playlists(
     container: ContainerDep,
     caller: OptionalCaller,
     period: PeriodQuery = "week",
@@ -133,20 +140,27 @@ def top_playlists(
     limit: Limit = None,
 ) -> JSONResponse:
     """Public, live playlists only; ties are broken by id."""
-    start, now = _window_start(container, period)
-    eligible = select(playlists.c.id).where(visible_to(None))
-    ranked = container.queries.listening.top(
-        "playlist", by, start, now, page_limit(limit, container), eligible
-    )
-    viewer = caller.user_id if caller is not None else None
-    rows = container.queries.playlists.visible_many((r.target_id for r in ranked), None)
-    bodies = {
-        UUID(body["id"]): body for body in playlists_json(container, list(rows.values()), viewer)
-    }
-    items: list[dict[str, Any]] = [
-        {"playlist": bodies[r.target_id], "count": r.count} for r in ranked if r.target_id in bodies
-    ]
-    return JSONResponse({"period": period, "by": by, "items": items})
+
+    def answer() -> JSONResponse:
+        start, now = _window_start(container, period)
+        eligible = select(playlists.c.id).where(visible_to(None))
+        ranked = container.queries.listening.top(
+            "playlist", by, start, now, page_limit(limit, container), eligible
+        )
+        viewer = caller.user_id if caller is not None else None
+        rows = container.queries.playlists.visible_many((r.target_id for r in ranked), None)
+        bodies = {
+            UUID(body["id"]): body
+            for body in playlists_json(container, list(rows.values()), viewer)
+        }
+        items: list[dict[str, Any]] = [
+            {"playlist": bodies[r.target_id], "count": r.count}
+            for r in ranked
+            if r.target_id in bodies
+        ]
+        return JSONResponse({"period": period, "by": by, "items": items})
+
+    return await in_query_thread(answer)
 
 
 @router.get(

@@ -16,6 +16,7 @@ from infrastructure.bootstrap import Container
 from interfaces.http.deps import ContainerDep, QueriesDep, SettingsDep
 from interfaces.http.errors import ApiError
 from interfaces.http.queries.consistency import reads_from
+from interfaces.http.queries.threads import in_query_thread
 from interfaces.http.security import CurrentCaller, OptionalCaller
 from interfaces.http.streaming import audio_response, content_disposition, download_name
 from projections.queries.reactions import NO_REACTIONS, MyReactionsRow
@@ -178,7 +179,7 @@ def _page(
 @router.get(
     "/tracks", response_model=TrackPageOut, dependencies=_READS, summary="List and search tracks"
 )
-def list_tracks(
+async def list_tracks(
     container: ContainerDep,
     caller: OptionalCaller,
     q: Q = None,
@@ -189,13 +190,13 @@ def list_tracks(
 ) -> JSONResponse:
     """Newest first by default; ``next_cursor`` fetches the next page."""
     caller_id = caller.user_id if caller is not None else None
-    return _page(
-        container, caller_id, q=q, uploader=uploader, sort=sort, cursor=cursor, limit=limit
+    return await in_query_thread(
+        _page, container, caller_id, q=q, uploader=uploader, sort=sort, cursor=cursor, limit=limit
     )
 
 
 @router.get("/me/tracks", response_model=TrackPageOut, dependencies=_READS, summary="Your uploads")
-def my_tracks(
+async def my_tracks(
     container: ContainerDep,
     caller: CurrentCaller,
     q: Q = None,
@@ -204,7 +205,8 @@ def my_tracks(
     limit: Limit = None,
 ) -> JSONResponse:
     """401 when not signed in."""
-    return _page(
+    return await in_query_thread(
+        _page,
         container,
         caller.user_id,
         q=q,
@@ -223,9 +225,15 @@ def _track(queries: QueriesDep, track_id: UUID) -> TrackRow:
 
 
 @router.get("/tracks/{track_id}", response_model=TrackOut, dependencies=_READS, summary="A track")
-def get_track(track_id: UUID, container: ContainerDep, caller: OptionalCaller) -> JSONResponse:
+async def get_track(
+    track_id: UUID, container: ContainerDep, caller: OptionalCaller
+) -> JSONResponse:
     """404 for unknown and deleted tracks."""
     caller_id = caller.user_id if caller is not None else None
+    return await in_query_thread(_one_track, container, track_id, caller_id)
+
+
+def _one_track(container: Container, track_id: UUID, caller_id: UUID | None) -> JSONResponse:
     row = container.queries.tracks.get(track_id, caller_id)
     if row is None:
         raise NotFound("track not found")
