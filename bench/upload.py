@@ -95,8 +95,8 @@ def server_pid(port: int) -> int:
 
 
 def run(ctx: Context) -> list[Figure]:
-    """Upload 500 MB (100 MB in quick mode), against dd conv=fsync of the same size."""
-    size = 100_000_000 if ctx.quick else 500_000_000
+    """Upload 500 MB (50 MB in quick mode), against dd conv=fsync of the same size."""
+    size = 50_000_000 if ctx.quick else 500_000_000
     env = ctx.env("postgres", THEPLAYLIST_MAX_TRACK_BYTES=str(size + 10_000_000))
     populated(env, 1, 0)
     data_dir = Path(env["THEPLAYLIST_DATA_DIR"])
