@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import shutil
 import sys
 import tempfile
@@ -16,7 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
-from bench.common import RESULTS, Context, Figure, write_reports
+from bench.common import RESULTS, Context, Figure, load_figures, write_reports
 from tests.support.postgres import start_cluster, stop_cluster
 
 SCENARIOS = ["commands", "replay", "freshness", "queries", "upload", "streaming"]
@@ -28,7 +29,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller and shorter (< 3 min)")
     parser.add_argument("--only", nargs="*", choices=SCENARIOS, help="run only these")
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 3, 5 full)")
+    parser.add_argument(
+        "--render", action="store_true", help="only redraw the reports from latest.json"
+    )
     args = parser.parse_args(argv)
+    if args.render:
+        saved = json.loads((RESULTS / "latest.json").read_text())
+        print(
+            write_reports(
+                load_figures(RESULTS / "latest.json"),
+                saved["mode"] == "quick",
+                {k: v for k, v in saved.items() if k not in {"figures", "mode", "measured_at"}},
+                measured_at=saved["measured_at"],
+            )
+        )
+        return 0
     chosen = args.only or SCENARIOS
     scratch = Path(tempfile.mkdtemp(prefix="theplaylist-bench-"))
     RESULTS.mkdir(parents=True, exist_ok=True)

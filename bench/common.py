@@ -14,7 +14,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -146,10 +146,11 @@ def _number(value: float, unit: str) -> str:
     return f"{value:,.1f} {unit}"
 
 
-def markdown(figures: list[Figure], quick: bool) -> str:
+def markdown(figures: list[Figure], quick: bool, measured_at: datetime | None = None) -> str:
     """The results table, with ratios and targets."""
+    when = measured_at or datetime.now(UTC)
     lines = [
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node() or 'this machine'}"
+        f"Measured {when:%Y-%m-%d %H:%M} UTC on {platform.node() or 'this machine'}"
         f" ({'quick' if quick else 'full'} mode; median of repetitions; subject and baseline"
         " measured in the same run).",
         "",
@@ -177,30 +178,46 @@ def chart(figures: list[Figure], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"{f.scenario}: {f.subject}" for f in figures]
-    ratios = [f.ratio for f in figures]
-    height = max(2.5, 0.45 * len(figures) + 1)
-    fig, ax = plt.subplots(figsize=(10, height))
+    labels = [f"{f.scenario}: {f.subject}\nvs {f.baseline}" for f in figures]
+    rows = list(range(len(figures)))
+    height = max(2.5, 0.6 * len(figures) + 1)
+    fig, ax = plt.subplots(figsize=(11, height))
     colours = ["#4c72b0" if f.met is None else ("#55a868" if f.met else "#c44e52") for f in figures]
-    ax.barh(labels, ratios, color=colours)
-    for index, f in enumerate(figures):
-        if f.target is not None:
-            ax.plot([f.target, f.target], [index - 0.4, index + 0.4], color="black", lw=2)
+    ax.barh(rows, [f.ratio for f in figures], color=colours)
+    for row, f in zip(rows, figures, strict=True):
+        if f.target is not None and f.limit is None:
+            ax.plot([f.target, f.target], [row - 0.4, row + 0.4], color="black", lw=2)
+    ax.set_yticks(rows, labels, fontsize=8)
     ax.axvline(1.0, color="grey", lw=1, ls="--")
     ax.set_xscale("log")
-    ax.set_xlabel("ratio to the baseline measured in the same run (log; black: target)")
+    ax.set_xlabel(
+        "ratio to the baseline measured in the same run (log; above 1 is better;"
+        " black: target; green met, red not)"
+    )
     ax.invert_yaxis()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def write_reports(figures: list[Figure], quick: bool, extra: dict[str, Any]) -> str:
+def load_figures(path: Path) -> list[Figure]:
+    """The figures of a results file (to render the reports again)."""
+    names = {f.name for f in fields(Figure)}
+    return [
+        Figure(**{k: v for k, v in item.items() if k in names})
+        for item in json.loads(path.read_text())["figures"]
+    ]
+
+
+def write_reports(
+    figures: list[Figure], quick: bool, extra: dict[str, Any], measured_at: str | None = None
+) -> str:
     """Write latest.json, latest.md, latest.png and the table in docs/benchmarks.md."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    table = markdown(figures, quick)
+    when = datetime.fromisoformat(measured_at) if measured_at else datetime.now(UTC)
+    table = markdown(figures, quick, when)
     payload = {
-        "measured_at": datetime.now(UTC).isoformat(),
+        "measured_at": when.isoformat(),
         "mode": "quick" if quick else "full",
         "figures": [{**asdict(f), "ratio": f.ratio, "met": f.met} for f in figures],
         **extra,
