@@ -32,6 +32,8 @@ from interfaces.http.queries.tracks import (
     CountsOut,
     MyReactionsOut,
     TrackOut,
+    counts_json,
+    my_reactions_json,
     page_limit,
     track_json,
     viewer_reactions,
@@ -39,7 +41,7 @@ from interfaces.http.queries.tracks import (
 from interfaces.http.security import CurrentCaller, OptionalCaller
 from interfaces.http.streaming import content_disposition, download_name
 from projections.queries.playlists import PlaylistRow, PlaylistSort
-from projections.queries.reactions import NO_REACTIONS, MyReactionsRow
+from projections.queries.reactions import MyReactionsRow
 from projections.queries.tracks import TrackRow
 
 router = APIRouter(prefix="/api/v1", tags=["playlists"])
@@ -109,15 +111,10 @@ def playlist_json(row: PlaylistRow, mine: MyReactionsRow | None = None) -> dict[
         "entry_count": row.entry_count,
         "created_at": row.created_at.isoformat(),
         "updated_at": row.updated_at.isoformat(),
-        "counts": {
-            "likes": row.counts.likes,
-            "dislikes": row.counts.dislikes,
-            "loves": row.counts.loves,
-            "plays": row.counts.plays,
-        },
+        "counts": counts_json(row.counts),
     }
     if mine is not None:
-        body["my_reactions"] = {"like": mine.like, "dislike": mine.dislike, "love": mine.love}
+        body["my_reactions"] = my_reactions_json(mine)
     return body
 
 
@@ -127,13 +124,8 @@ def playlists_json(
     """Several playlists, with the viewer's reactions when signed in."""
     if viewer_id is None:
         return [playlist_json(row) for row in rows]
-    # Rows read for this viewer carry their reactions already; look up the others.
-    missing = [row.id for row in rows if row.mine is None]
-    found = container.queries.reactions.mine(viewer_id, missing) if missing else {}
-    return [
-        playlist_json(row, row.mine if row.mine is not None else found.get(row.id, NO_REACTIONS))
-        for row in rows
-    ]
+    mine = viewer_reactions(container, rows, viewer_id)
+    return [playlist_json(row, mine[row.id]) for row in rows]
 
 
 def tracks_json(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -95,24 +95,56 @@ def track_json(row: TrackRow, mine: MyReactionsRow | None = None) -> dict[str, A
         "uploader_id": str(row.uploader_id),
         "created_at": row.created_at.isoformat(),
         "updated_at": row.updated_at.isoformat(),
-        "counts": {
-            "likes": row.counts.likes,
-            "dislikes": row.counts.dislikes,
-            "loves": row.counts.loves,
-            "plays": row.counts.plays,
-        },
+        "counts": counts_json(row.counts),
         "stream_url": f"/api/v1/tracks/{row.id}/stream",
         "download_url": f"/api/v1/tracks/{row.id}/download",
     }
     if mine is not None:
-        body["my_reactions"] = {"like": mine.like, "dislike": mine.dislike, "love": mine.love}
+        body["my_reactions"] = my_reactions_json(mine)
     return body
 
 
+class Counted(Protocol):
+    """Counts as tracks and playlists carry them."""
+
+    @property
+    def likes(self) -> int: ...
+    @property
+    def dislikes(self) -> int: ...
+    @property
+    def loves(self) -> int: ...
+    @property
+    def plays(self) -> int: ...
+
+
+class Reactable(Protocol):
+    """A read row of something users react to, perhaps with the viewer's reactions joined in."""
+
+    @property
+    def id(self) -> UUID: ...
+    @property
+    def mine(self) -> MyReactionsRow | None: ...
+
+
+def counts_json(counts: Counted) -> dict[str, int]:
+    """The ``counts`` object of a track or playlist."""
+    return {
+        "likes": counts.likes,
+        "dislikes": counts.dislikes,
+        "loves": counts.loves,
+        "plays": counts.plays,
+    }
+
+
+def my_reactions_json(mine: MyReactionsRow) -> dict[str, bool]:
+    """The ``my_reactions`` object of a track or playlist."""
+    return {"like": mine.like, "dislike": mine.dislike, "love": mine.love}
+
+
 def viewer_reactions(
-    container: Container, rows: Iterable[TrackRow], viewer_id: UUID
+    container: Container, rows: Iterable[Reactable], viewer_id: UUID
 ) -> dict[UUID, MyReactionsRow]:
-    """The viewer's reactions to each track: those the query joined in, the rest looked up."""
+    """The viewer's reactions to each row: those the query joined in, the rest looked up."""
     rows = list(rows)
     mine = {row.id: row.mine for row in rows if row.mine is not None}
     missing = [row.id for row in rows if row.mine is None]
