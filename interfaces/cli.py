@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
-import uvicorn
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from infrastructure.bootstrap import Container, build
 from infrastructure.settings import Settings
+from interfaces.http.serving import run
 from interfaces.logging import configure_logging
 from interfaces.operations_cli import audit_cli, projections_rebuild
 from interfaces.storage_cli import storage_cli
@@ -57,33 +57,39 @@ def load_settings() -> Settings:
     return settings
 
 
-def _serve(app: Any, host: str, port: int) -> None:
-    # One worker: uvicorn's multi-worker socket lacks TCP_NODELAY (+40 ms per response).
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+Workers = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        max=64,
+        help="Worker processes sharing the port (PostgreSQL only for the command service).",
+    ),
+]
 
 
 @cli.command()
 def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
     """Commands, queries and projectors in one process on one port (the embedded default)."""
-    from interfaces.http.combined import Combined
-
-    _serve(Combined(load_settings()), host, port)
+    load_settings()
+    run("combined", host, port)
 
 
 @cli.command("serve-commands")
-def serve_commands(host: Host = "127.0.0.1", port: Port = 8001) -> None:
+def serve_commands(host: Host = "127.0.0.1", port: Port = 8001, workers: Workers = 1) -> None:
     """The command service alone (behind a proxy routing as in API.md)."""
-    from interfaces.http.commands.app import create_command_app
-
-    _serve(create_command_app(load_settings()), host, port)
+    settings = load_settings()
+    if workers > 1 and not settings.uses_postgres:
+        # SQLite allows one writer at a time: processes would only queue on its lock.
+        errors.print("[red]--workers above 1 needs THEPLAYLIST_DATABASE_URL (PostgreSQL)[/red]")
+        raise typer.Exit(2)
+    run("commands", host, port, workers)
 
 
 @cli.command("serve-queries")
-def serve_queries(host: Host = "127.0.0.1", port: Port = 8002) -> None:
+def serve_queries(host: Host = "127.0.0.1", port: Port = 8002, workers: Workers = 1) -> None:
     """The query service alone (run ``projections run`` beside it)."""
-    from interfaces.http.queries.app import create_query_app
-
-    _serve(create_query_app(load_settings()), host, port)
+    load_settings()
+    run("queries", host, port, workers)
 
 
 @projections_cli.command("run")
