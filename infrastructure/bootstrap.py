@@ -168,8 +168,10 @@ def build(settings: Settings, *, clock: Clock | None = None) -> Container:
 def _build(settings: Settings, *, clock: Clock | None = None) -> Container:
     # Tests pass a clock of their own to step through time without sleeping.
     clock = clock if clock is not None else SystemClock()
-    read_engine = create_database_engine(settings, "readmodels")
-    vault_engine = create_database_engine(settings, "vault", pool_size=2)
+    read_engine = create_database_engine(
+        settings, "readmodels", pool_size=settings.database_pool_size
+    )
+    vault_engine = create_database_engine(settings, "vault", pool_size=4)
     create_read_models(read_engine)
     # Queries only read, one statement at a time (READ COMMITTED sees each
     # statement's own snapshot anyway): autocommit spares every checkout a
@@ -244,6 +246,6 @@ def _build(settings: Settings, *, clock: Clock | None = None) -> Container:
         blobs=blobs,
         audit=Audit(event_log(app.recorder), app, settings.audit_batch_size),
         idempotency=SqlIdempotencyStore(
-            create_database_engine(settings, "idempotency", pool_size=2), settings.signing_key()
+            create_database_engine(settings, "idempotency", pool_size=4), settings.signing_key()
         ),
     )

@@ -52,7 +52,8 @@ def create_database_engine(settings: Settings, name: str, *, pool_size: int = 5)
     return create_engine(
         url,
         pool_size=pool_size,
-        max_overflow=pool_size * 2,
+        # Connections past the pool are closed when returned: bursts only.
+        max_overflow=pool_size,
         pool_pre_ping=True,
         hide_parameters=True,
         connect_args={"options": f"-csearch_path={settings.database_schema}"},
