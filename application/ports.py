@@ -108,6 +108,20 @@ class BlobStore(Protocol):
         """A local file holding the blob, for zero-copy serving; None if not on local disk."""
         ...
 
+    def delivery_path(self, key: str) -> str | None:
+        """The blob's path relative to the store's root (``ab/cd/<sha256>``), for a web
+        server in front that serves the files itself (nginx ``X-Accel-Redirect``); None
+        where blobs are not files. Computed only: it neither checks nor touches storage."""
+        ...
+
+    def presigned_url(
+        self, key: str, ttl_seconds: int, content_type: str, disposition: str
+    ) -> str | None:
+        """A URL anyone may GET the blob from for ``ttl_seconds``, answered with this
+        ``Content-Type`` and ``Content-Disposition``; None where the store has no such
+        thing. Signing is local computation: no call to the storage."""
+        ...
+
     def delete(self, key: str) -> None:
         """Remove the blob; removing a missing blob does nothing."""
         ...

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Annotated, Literal
@@ -17,6 +18,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _MIN_SECRET_LENGTH = 32
+_URI_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 
 
 class Settings(BaseSettings):
@@ -40,6 +42,10 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     s3_access_key_id: str | None = None
     s3_secret_access_key: SecretStr | None = None
+    # Where clients reach the bucket, for presigned URLs (default: the endpoint above).
+    s3_public_endpoint_url: str | None = None
+    # How long a presigned URL stays valid (SigV4 allows at most 7 days).
+    s3_presign_ttl_seconds: int = Field(300, ge=1, le=7 * 24 * 3600)
     # Multipart uploads above this size, in parts of this size (S3 needs >= 5 MiB parts).
     s3_multipart_threshold_bytes: int = Field(64 * 1024 * 1024, ge=5 * 1024 * 1024)
     s3_multipart_chunk_bytes: int = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024)
@@ -69,6 +75,12 @@ class Settings(BaseSettings):
     # Ranges up to this size are served from memory; larger ones stream in chunks.
     stream_memory_threshold_bytes: int = Field(1024 * 1024, ge=0, le=64 * 1024 * 1024)
     stream_chunk_bytes: int = Field(1024 * 1024, ge=4096, le=16 * 1024 * 1024)
+    # Who sends the bytes of streams and downloads: this service (direct), nginx after an
+    # X-Accel-Redirect to the blob's file (disk storage), or S3 after a redirect to a
+    # presigned URL (s3 storage). See docs/streaming.md.
+    stream_delivery: Literal["direct", "x-accel-redirect", "s3-presigned"] = "direct"
+    # The nginx `internal` location that maps onto the blob directory.
+    stream_accel_prefix: str = "/_protected_blobs/"
 
     secret_key: SecretStr | None = None
     production: bool = False
@@ -147,6 +159,32 @@ class Settings(BaseSettings):
 
         return sorted(check_allowed_types(value))
 
+    @field_validator("stream_accel_prefix")
+    @classmethod
+    def _check_accel_prefix(cls, value: str) -> str:
+        segments = value.split("/")[1:-1]
+        if (
+            not value.startswith("/")
+            or not value.endswith("/")
+            or not segments
+            or any(not _URI_SEGMENT.fullmatch(s) or set(s) == {"."} for s in segments)
+        ):
+            raise ValueError(
+                "must start and end with '/' and name a path of plain segments "
+                "(for example /_protected_blobs/)"
+            )
+        return value
+
+    @field_validator("s3_public_endpoint_url")
+    @classmethod
+    def _check_public_endpoint(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
@@ -165,6 +203,17 @@ class Settings(BaseSettings):
             raise ValueError("THEPLAYLIST_PAGE_LIMIT_DEFAULT must not exceed PAGE_LIMIT_MAX")
         if self.storage == "s3" and not self.s3_bucket:
             raise ValueError("THEPLAYLIST_S3_BUCKET is required when THEPLAYLIST_STORAGE=s3")
+        if self.stream_delivery == "x-accel-redirect" and self.storage != "disk":
+            raise ValueError(
+                "THEPLAYLIST_STREAM_DELIVERY=x-accel-redirect needs THEPLAYLIST_STORAGE=disk "
+                "(nginx serves the blob files itself); with s3 storage use s3-presigned or direct"
+            )
+        if self.stream_delivery == "s3-presigned" and self.storage != "s3":
+            raise ValueError(
+                "THEPLAYLIST_STREAM_DELIVERY=s3-presigned needs THEPLAYLIST_STORAGE=s3 "
+                "(clients are redirected to the bucket); with disk storage use "
+                "x-accel-redirect or direct"
+            )
         if self.production:
             key = self.secret_key.get_secret_value() if self.secret_key else ""
             if len(key) < _MIN_SECRET_LENGTH or len(set(key)) < 10:

@@ -18,6 +18,7 @@ def open_blob_store(settings: Settings) -> GuardedBlobStore:
             S3Options(
                 bucket=settings.s3_bucket,
                 endpoint_url=settings.s3_endpoint_url,
+                public_endpoint_url=settings.s3_public_endpoint_url,
                 region=settings.s3_region,
                 access_key_id=settings.s3_access_key_id,
                 secret_access_key=secret.get_secret_value() if secret is not None else None,

@@ -301,6 +301,21 @@ class GuardedBlobStore:
         """See :meth:`application.ports.BlobStore.local_path`."""
         return self._call("local_path", self._timeouts.read, lambda: self.inner.local_path(key))
 
+    # Neither of these two calls the storage (they compute a path or sign a URL), so
+    # they bypass the breaker: no time limit, not counted, not refused while it is
+    # open. Its state describes this service's own path to the store; a client sent
+    # to nginx or to the bucket's public endpoint takes another one.
+
+    def delivery_path(self, key: str) -> str | None:
+        """See :meth:`application.ports.BlobStore.delivery_path` (not a storage call)."""
+        return self.inner.delivery_path(key)
+
+    def presigned_url(
+        self, key: str, ttl_seconds: int, content_type: str, disposition: str
+    ) -> str | None:
+        """See :meth:`application.ports.BlobStore.presigned_url` (not a storage call)."""
+        return self.inner.presigned_url(key, ttl_seconds, content_type, disposition)
+
     def delete(self, key: str) -> None:
         """See :meth:`application.ports.BlobStore.delete` (delete time limit)."""
         self._call("delete", self._timeouts.delete, lambda: self.inner.delete(key))

@@ -6,6 +6,9 @@ sees half a blob, and a crash leaves at most a temporary file, which
 ``theplaylist storage gc`` removes. When the source file is on the same file
 system (the upload spool lives under the data directory too), it is
 hard-linked instead of copied: storing a large upload costs no second write.
+Blob files are made readable by the owner and its group (0640), whatever the
+source's mode, so a web server in the service's group can send them itself
+(nginx ``X-Accel-Redirect``, docs/streaming.md) and nobody else can read them.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ log = logging.getLogger(__name__)
 
 KEY = re.compile(r"^[0-9a-f]{64}$")
 INCOMING = ".incoming"
+BLOB_MODE = 0o640
 
 
 def check_key(key: str) -> str:
@@ -36,6 +40,12 @@ def check_key(key: str) -> str:
     if not KEY.fullmatch(key):
         raise ValueError("a blob key is a lower-case hex SHA-256")
     return key
+
+
+def relative_path(key: str) -> str:
+    """The blob's place under the root: ``ab/cd/<sha256>``."""
+    check_key(key)
+    return f"{key[:2]}/{key[2:4]}/{key}"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -59,8 +69,7 @@ class DiskBlobStore:
 
     def path(self, key: str) -> Path:
         """Where the blob of ``key`` lives."""
-        check_key(key)
-        return self.root / key[:2] / key[2:4] / key
+        return self.root / relative_path(key)
 
     def put(self, key: str, source: Path, size: int) -> None:
         """Store ``source`` under ``key`` (kept as is when already stored whole)."""
@@ -81,6 +90,7 @@ class DiskBlobStore:
                 # Another file system: copy (in the kernel where the OS allows).
                 shutil.copyfile(source, temporary)
             with temporary.open("rb") as written:
+                os.fchmod(written.fileno(), BLOB_MODE)
                 os.fsync(written.fileno())
                 if os.fstat(written.fileno()).st_size != size:
                     raise OSError(f"blob {key}: {size} bytes expected")
@@ -147,6 +157,16 @@ class DiskBlobStore:
         if not path.is_file():
             raise BlobNotFound(f"no blob {key}")
         return path
+
+    def delivery_path(self, key: str) -> str | None:
+        """``ab/cd/<sha256>``: the file's path relative to the root."""
+        return relative_path(key)
+
+    def presigned_url(
+        self, key: str, ttl_seconds: int, content_type: str, disposition: str
+    ) -> str | None:
+        """Files have no signed URLs."""
+        return None
 
     def delete(self, key: str) -> None:
         """Remove the file (and its directory entry, durably)."""

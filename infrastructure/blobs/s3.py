@@ -7,6 +7,10 @@ its own whose socket timeouts come from settings, and botocore's own retries
 are off: the circuit breaker in front decides what a failure means, and a
 retry loop hidden in here would turn a dead endpoint into slow requests
 instead of fast 503s.
+
+Presigned GET URLs (for redirecting clients to the bucket) are signed by a
+client of their own pointed at the public endpoint, which clients can reach
+where the internal one often is not; signing is local, no request is sent.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ class S3Options:
 
     bucket: str
     endpoint_url: str | None = None
+    # Where clients reach the bucket, for presigned URLs (default: ``endpoint_url``).
+    public_endpoint_url: str | None = None
     region: str = "us-east-1"
     access_key_id: str | None = None
     secret_access_key: str | None = None
@@ -77,11 +83,11 @@ class S3BlobStore:
             aws_secret_access_key=options.secret_access_key,
             region_name=options.region,
         )
-        # Path-style addressing for custom endpoints: MinIO and friends rarely have
-        # wildcard DNS for bucket sub-domains.
-        addressing: Literal["path", "auto"] = "path" if options.endpoint_url else "auto"
 
-        def client(read_timeout: float) -> S3Client:
+        def client(read_timeout: float, endpoint_url: str | None) -> S3Client:
+            # Path-style addressing for custom endpoints: MinIO and friends rarely have
+            # wildcard DNS for bucket sub-domains.
+            addressing: Literal["path", "auto"] = "path" if endpoint_url else "auto"
             config = Config(
                 connect_timeout=options.connect_timeout,
                 read_timeout=read_timeout,
@@ -90,12 +96,16 @@ class S3BlobStore:
                 s3={"addressing_style": addressing},
                 signature_version="s3v4",
             )
-            made: S3Client = session.client("s3", endpoint_url=options.endpoint_url, config=config)
+            made: S3Client = session.client("s3", endpoint_url=endpoint_url, config=config)
             return made
 
-        self._reads = client(options.read_timeout)
-        self._uploads = client(options.upload_timeout)
-        self._deletes = client(options.delete_timeout)
+        self._reads = client(options.read_timeout, options.endpoint_url)
+        self._uploads = client(options.upload_timeout, options.endpoint_url)
+        self._deletes = client(options.delete_timeout, options.endpoint_url)
+        # Never sends a request: it only signs URLs for the endpoint clients use.
+        self._presigner = client(
+            options.read_timeout, options.public_endpoint_url or options.endpoint_url
+        )
         self._transfer = TransferConfig(
             multipart_threshold=options.multipart_threshold,
             multipart_chunksize=options.multipart_chunk,
@@ -175,6 +185,26 @@ class S3BlobStore:
         """Never local."""
         return None
 
+    def delivery_path(self, key: str) -> str | None:
+        """Objects are not files."""
+        return None
+
+    def presigned_url(self, key: str, ttl_seconds: int, content_type: str, disposition: str) -> str:
+        """A GET URL signed for ``ttl_seconds`` (SigV4, so at most 7 days), at the public
+        endpoint; S3 answers it with this ``Content-Type`` and ``Content-Disposition``
+        and honours the client's own ``Range``."""
+        url: str = self._presigner.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self._bucket,
+                "Key": self.object_key(key),
+                "ResponseContentType": content_type,
+                "ResponseContentDisposition": disposition,
+            },
+            ExpiresIn=ttl_seconds,
+        )
+        return url
+
     def delete(self, key: str) -> None:
         """Delete the object (S3 deletes of missing objects succeed)."""
         self._deletes.delete_object(Bucket=self._bucket, Key=self.object_key(key))
@@ -207,5 +237,5 @@ class S3BlobStore:
 
     def close(self) -> None:
         """Close the connection pools."""
-        for client in (self._reads, self._uploads, self._deletes):
+        for client in (self._reads, self._uploads, self._deletes, self._presigner):
             client.close()

@@ -11,6 +11,13 @@ of bounded size: from a local file through Starlette's ``FileResponse``
 (which hands the file to the server for zero-copy sending when the server
 supports the ASGI path-send extension), or from S3 as a ranged GET streamed
 as it arrives.
+
+Behind nginx or in front of S3 the bytes can be handed off instead
+(``THEPLAYLIST_STREAM_DELIVERY``, docs/streaming.md): once the track is found
+and ``If-None-Match`` answered, a GET is answered with an empty 200 whose
+``X-Accel-Redirect`` names the blob's file, which nginx then serves (ranges
+included), or with a 307 to a presigned URL of the object, to which the
+client sends its ``Range``. HEAD is always answered here (it reads nothing).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 from urllib.parse import quote
 
 from starlette.requests import Request
@@ -37,6 +45,18 @@ _NAME_MAX = 150
 
 # What browsers expect for each stored type (Ogg Opus is served as Ogg).
 SERVING_TYPES = {"audio/opus": "audio/ogg; codecs=opus"}
+
+
+DeliveryMode = Literal["direct", "x-accel-redirect", "s3-presigned"]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Who sends a blob's bytes: this service, nginx or S3 (see the module's docstring)."""
+
+    mode: DeliveryMode = "direct"
+    accel_prefix: str = "/_protected_blobs/"
+    presign_ttl_seconds: int = 300
 
 
 @dataclass(frozen=True)
@@ -144,6 +164,44 @@ class _BlobFileResponse(FileResponse):
         await super().__call__({**scope, "headers": headers}, receive, send)
 
 
+def _handed_off(
+    blobs: BlobStore,
+    delivery: Delivery,
+    *,
+    sha256: str,
+    media_type: str,
+    headers: dict[str, str],
+    disposition: str | None,
+) -> Response | None:
+    """The answer that lets nginx or S3 send the bytes; None to send them here."""
+    if delivery.mode == "x-accel-redirect":
+        path = blobs.delivery_path(sha256)
+        if path is None:
+            return None
+        # An empty body (Content-Length: 0, not the file's): nginx replaces it with the
+        # file, keeps Content-Type, Content-Disposition, Accept-Ranges and Cache-Control,
+        # and answers Range itself. ETag and nosniff are re-added by its config.
+        accel = {**headers, "X-Accel-Redirect": f"{delivery.accel_prefix}{path}"}
+        return Response(status_code=200, headers=accel, media_type=media_type)
+    if delivery.mode == "s3-presigned":
+        ttl = delivery.presign_ttl_seconds
+        url = blobs.presigned_url(sha256, ttl, media_type, disposition or "inline")
+        if url is None:
+            return None
+        # The redirect may be kept by the client's own cache (never a shared one: the URL
+        # is a credential, if a short-lived one) for half the URL's lifetime, so a cached
+        # Location still has at least the other half left for the fetch and later seeks.
+        # No ETag on it: a revalidation answered 304 would revive a stored Location whose
+        # signature may have expired.
+        redirect = {
+            "Location": url,
+            "Cache-Control": f"private, max-age={ttl // 2}",
+            "X-Content-Type-Options": "nosniff",
+        }
+        return Response(status_code=307, headers=redirect)
+    return None
+
+
 def audio_response(
     request: Request,
     blobs: BlobStore,
@@ -154,14 +212,28 @@ def audio_response(
     memory_threshold: int,
     chunk_size: int,
     disposition: str | None = None,
+    delivery: Delivery | None = None,
 ) -> Response:
-    """The blob (or the asked range of it) as an HTTP response."""
+    """The blob (or the asked range of it) as an HTTP response, or a hand-off of it."""
     etag = f'"{sha256}"'
     headers = {"ETag": etag, "Cache-Control": "no-cache", "Accept-Ranges": "bytes"}
     if disposition is not None:
         headers["Content-Disposition"] = disposition
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
+    media_type = SERVING_TYPES.get(mime_type, mime_type)
+    headers["X-Content-Type-Options"] = "nosniff"
+    if delivery is not None and request.method != "HEAD":
+        handed_off = _handed_off(
+            blobs,
+            delivery,
+            sha256=sha256,
+            media_type=media_type,
+            headers=headers,
+            disposition=disposition,
+        )
+        if handed_off is not None:
+            return handed_off
     byte_range = requested_range(
         request.headers.get("range"), request.headers.get("if-range"), etag, size
     )
@@ -169,8 +241,6 @@ def audio_response(
     status = 206 if byte_range else 200
     if byte_range is not None:
         headers["Content-Range"] = byte_range.content_range
-    media_type = SERVING_TYPES.get(mime_type, mime_type)
-    headers["X-Content-Type-Options"] = "nosniff"
     if request.method == "HEAD":
         headers["Content-Length"] = str(end - start)
         return Response(status_code=status, headers=headers, media_type=media_type)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
 from application.errors import BlobNotFound
@@ -133,6 +135,29 @@ def test_a_disk_blob_is_content_addressed_linked_not_copied_and_leaves_no_tempor
     assert stored.stat().st_ino == path.stat().st_ino
     assert store.local_path(key) == stored
     assert list((tmp_path / "blobs" / ".incoming").iterdir()) == []
+    # Whatever the spool's mode (0600 from mkstemp), a web server in the group may read it.
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o640
+
+
+def test_only_disk_blobs_have_a_delivery_path_and_only_s3_blobs_a_presigned_url(
+    store: DiskBlobStore | S3BlobStore, tmp_path: Path
+) -> None:
+    path, key, data = _source(tmp_path, 2_000)
+    store.put(key, path, len(data))
+    url = store.presigned_url(key, 60, "audio/flac", "inline")
+    if isinstance(store, DiskBlobStore):
+        assert store.delivery_path(key) == f"{key[:2]}/{key[2:4]}/{key}"
+        assert (store.root / f"{key[:2]}/{key[2:4]}/{key}").read_bytes() == data
+        assert url is None
+        with pytest.raises(ValueError, match="SHA-256"):
+            store.delivery_path("../../etc/passwd")
+    else:
+        assert store.delivery_path(key) is None
+        assert url is not None
+        with httpx.Client() as plain:
+            fetched = plain.get(url, headers={"Range": "bytes=0-9"})
+        assert (fetched.status_code, fetched.content) == (206, data[:10])
+        assert fetched.headers["content-type"] == "audio/flac"
 
 
 def test_stale_temporary_files_on_disk_are_swept(tmp_path: Path) -> None:

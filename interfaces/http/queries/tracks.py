@@ -13,12 +13,18 @@ from pydantic import BaseModel
 
 from application.errors import NotFound
 from infrastructure.bootstrap import Container
+from infrastructure.settings import Settings
 from interfaces.http.deps import ContainerDep, QueriesDep, SettingsDep
 from interfaces.http.errors import ApiError
 from interfaces.http.queries.consistency import reads_from
 from interfaces.http.queries.threads import in_query_thread
 from interfaces.http.security import CurrentCaller, OptionalCaller
-from interfaces.http.streaming import audio_response, content_disposition, download_name
+from interfaces.http.streaming import (
+    Delivery,
+    audio_response,
+    content_disposition,
+    download_name,
+)
 from projections.queries.reactions import NO_REACTIONS, MyReactionsRow
 from projections.queries.tracks import TrackRow, TrackSort
 
@@ -272,10 +278,26 @@ def _one_track(container: Container, track_id: UUID, caller_id: UUID | None) -> 
     return JSONResponse(_tracks_json(container, [row], caller_id)[0])
 
 
+def _delivery(settings: Settings) -> Delivery:
+    return Delivery(
+        mode=settings.stream_delivery,
+        accel_prefix=settings.stream_accel_prefix,
+        presign_ttl_seconds=settings.s3_presign_ttl_seconds,
+    )
+
+
 _AUDIO: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"audio/*": {}}, "description": "The audio"},
+    200: {
+        "content": {"audio/*": {}},
+        "description": "The audio (empty, with `X-Accel-Redirect`, for nginx to fill in "
+        "when `THEPLAYLIST_STREAM_DELIVERY=x-accel-redirect`)",
+    },
     206: {"description": "The requested range (`Content-Range`)"},
     304: {"description": "Not modified (`If-None-Match` matched the ETag)"},
+    307: {
+        "description": "A presigned URL of the object in `Location` "
+        "(`THEPLAYLIST_STREAM_DELIVERY=s3-presigned`)"
+    },
     416: {"description": "`range_not_satisfiable`"},
     503: {"description": "`storage_unavailable` (with Retry-After)"},
 }
@@ -307,6 +329,7 @@ def stream_track(
         mime_type=row.mime_type,
         memory_threshold=settings.stream_memory_threshold_bytes,
         chunk_size=settings.stream_chunk_bytes,
+        delivery=_delivery(settings),
     )
 
 
@@ -338,4 +361,5 @@ def download_track(
         memory_threshold=settings.stream_memory_threshold_bytes,
         chunk_size=settings.stream_chunk_bytes,
         disposition=content_disposition("attachment", name),
+        delivery=_delivery(settings),
     )
