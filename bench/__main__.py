@@ -30,6 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", choices=SCENARIOS, help="run only these")
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 3, 5 full)")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="worker processes of the command and query services (default 2, one per core)",
+    )
+    parser.add_argument(
         "--render", action="store_true", help="only redraw the reports from latest.json"
     )
     args = parser.parse_args(argv)
@@ -61,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             scratch=scratch,
             reps=args.reps or (3 if args.quick else 5),
             log=log,
+            workers=args.workers,
         )
         for name in chosen:
             began = time.monotonic()

@@ -2,7 +2,8 @@
 
 64 distinct signed-in users send reaction and play commands (a quarter of
 them on a few hot tracks) to the command service, served by a real uvicorn
-with one worker. Measured three ways against the same database, alternately:
+with ``--workers`` processes (two by default, one per core here). Measured
+three ways against the same database, alternately:
 
 * the commands with group commit (the default);
 * the same commands with one library save per request (group commit off):
@@ -67,8 +68,8 @@ def run(ctx: Context) -> list[Figure]:
     duration, warmup = (1.5, 0.5) if ctx.quick else (10.0, 1.0)
     summaries: dict[str, list[dict[str, Any]]] = {"group": [], "single": [], "noop": []}
     with (
-        running("commands", free_port(), env, ctx.log) as grouped,
-        running("commands", free_port(), single_env, ctx.log) as single,
+        running("commands", free_port(), env, ctx.log, ctx.workers) as grouped,
+        running("commands", free_port(), single_env, ctx.log, ctx.workers) as single,
     ):
         tokens = access_tokens(grouped, CLIENTS)
         if social:

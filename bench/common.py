@@ -88,6 +88,8 @@ class Context:
     scratch: Path
     reps: int
     log: Path
+    # Worker processes of the command and query services (and of their baselines).
+    workers: int = 1
     # Figures a later scenario builds on (the maximum command rate...).
     shared: dict[str, float] = field(default_factory=dict)
 

@@ -9,8 +9,9 @@
 * ``files``: Starlette's ``FileResponse`` of ``BENCH_FILE`` at ``/file``, the
   baseline of streaming.
 
-The same uvicorn options as the CLI (one worker, uvloop and httptools when
-installed, no access log).
+The same uvicorn options as the CLI (uvloop and httptools when installed, no
+access log), with ``BENCH_WORKERS`` worker processes (default 1) sharing one
+socket the way ``serve-commands --workers N`` does.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
 from infrastructure.settings import Settings
 
@@ -33,6 +33,11 @@ from infrastructure.settings import Settings
 async def noop() -> dict[str, bool]:
     """The trivial endpoint: no database, no thread, a tiny JSON body."""
     return {"ok": True}
+
+
+def app_from_env() -> Any:
+    """The app named by ``BENCH_KIND``: what each worker process builds."""
+    return make_app(os.environ["BENCH_KIND"])
 
 
 def make_app(kind: str) -> Any:
@@ -74,12 +79,14 @@ def make_app(kind: str) -> Any:
 
 
 @contextlib.contextmanager
-def running(kind: str, port: int, env: dict[str, str], log: Path) -> Iterator[str]:
+def running(
+    kind: str, port: int, env: dict[str, str], log: Path, workers: int = 1
+) -> Iterator[str]:
     """Start the server, wait until it answers /health, stop it afterwards."""
     with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "bench.server", kind, str(port)],
-            env={**os.environ, **env},
+            env={**os.environ, **env, "BENCH_KIND": kind, "BENCH_WORKERS": str(workers)},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -107,15 +114,11 @@ def running(kind: str, port: int, env: dict[str, str], log: Path) -> Iterator[st
 
 def main() -> None:
     """Entry point of the server process."""
-    kind, port = sys.argv[1], int(sys.argv[2])
-    uvicorn.run(
-        make_app(kind),
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-    )
+    from interfaces.http.serving import run_factory
+
+    os.environ["BENCH_KIND"] = sys.argv[1]
+    workers = int(os.environ.get("BENCH_WORKERS", "1"))
+    run_factory("bench.server:app_from_env", "127.0.0.1", int(sys.argv[2]), workers)
 
 
 if __name__ == "__main__":

@@ -81,8 +81,13 @@ def listening_socket(host: str, port: int, backlog: int = 2048) -> socket.socket
 
 def run(service: Service, host: str, port: int, workers: int = 1) -> None:
     """Serve ``service`` on ``host:port`` with ``workers`` processes until stopped."""
+    run_factory(_FACTORIES[service], host, port, workers)
+
+
+def run_factory(factory: str, host: str, port: int, workers: int = 1) -> None:
+    """Serve the app ``factory`` (``module:function``, called in each worker) until stopped."""
     config = uvicorn.Config(
-        _FACTORIES[service],
+        factory,
         factory=True,
         host=host,
         port=port,
