@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from application.errors import (
@@ -144,6 +145,17 @@ def _to_response(error: Exception) -> JSONResponse:
             return error_response(409, "conflict", str(error))
         case Contention():
             return error_response(503, "contention", str(error), {"Retry-After": "1"})
+        case DBAPIError(connection_invalidated=True):
+            # Read-model connections are not pinged before use: the first query on
+            # a connection the database dropped fails here, and the pool then
+            # replaces every connection older than the failure.
+            log.warning("a read-model connection was lost: %s", type(error.orig).__name__)
+            return error_response(
+                503,
+                "database_unavailable",
+                "the database connection was lost; retry",
+                {"Retry-After": "1"},
+            )
     log.exception("unhandled error", exc_info=error)
     return error_response(500, "internal_error", "an unexpected error occurred")
 
@@ -212,6 +224,7 @@ def install_error_handlers(app: FastAPI) -> None:
         CorruptMedia,
         StorageUnavailable,
         BlobNotFound,
+        DBAPIError,
         Exception,
     ):
         app.add_exception_handler(kind, on_error)
