@@ -24,7 +24,8 @@ def test_queries_recover_after_the_database_drops_every_connection(
         # What a database restart or a failover does to every open connection.
         with psycopg.connect(settings.database_url or "", autocommit=True) as admin:
             killed = admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = %s",
                 (f"theplaylist-readmodels-{settings.database_schema}"[:63],),
             ).fetchall()
         assert killed, "the query service held no read-model connection"
