@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -71,6 +72,11 @@ class ProjectionRunner:
         self._batch_size = batch_size
         # Off for a rebuild's shadow: the hooks act on the live model.
         self._commit_hooks = commit_hooks
+        # The position this runner last committed, so a batch need not read it
+        # first (one query fewer per batch and per projector). Should anything
+        # else move it (a rebuild's swap, a second runner), the guarded update
+        # of the next batch fails and the position is read again.
+        self._committed: int | None = None
 
     @property
     def name(self) -> str:
@@ -84,15 +90,20 @@ class ProjectionRunner:
 
     def run_batch(self) -> int:
         """Apply the next batch of events, if any; return how many were read."""
-        start = self.position()
+        start = self._committed if self._committed is not None else self.position()
         notifications = self._recorder.select_notifications(
             start=start, limit=self._batch_size, inclusive_of_start=False
         )
         if notifications:
+            self._committed = None
             try:
                 self._apply(start, notifications)
             except PositionMoved:
                 log.info("projection %s: another runner moved on; re-reading", self.name)
+            else:
+                self._committed = notifications[-1].id
+        else:
+            self._committed = start
         return len(notifications)
 
     def catch_up(self) -> int:
@@ -101,11 +112,25 @@ class ProjectionRunner:
             pass
         return self.position()
 
-    def run(self, stop: threading.Event, wakeup: Wakeup, idle_wait: float) -> None:
-        """Follow the log until ``stop`` is set; wait for a wake-up when idle."""
+    def run(
+        self, stop: threading.Event, wakeup: Wakeup, idle_wait: float, coalesce: float = 0.0
+    ) -> None:
+        """Follow the log until ``stop`` is set; wait for a wake-up when idle.
+
+        A batch starts at least ``coalesce`` seconds after the previous one.
+        Under load, commits arrive every few milliseconds and each would wake
+        every projector for a batch of a handful of events, whose fixed cost
+        (reading the log, a transaction, the position) dominates; spacing the
+        batches folds those commits into one. An idle projector is not
+        delayed: its last batch is long past when a commit wakes it.
+        """
         failures = 0
+        began = 0.0
         while not stop.is_set():
             try:
+                if stop.wait(max(0.0, began + coalesce - time.monotonic())):
+                    break
+                began = time.monotonic()
                 if self.run_batch() == 0:
                     wakeup.wait(idle_wait)
                 if failures:
