@@ -138,6 +138,7 @@ class Container:
             runners,
             [self.broadcast.subscribe() for _ in runners],
             max(poll, _LISTENING_POLL_SECONDS) if listening else poll,
+            self.settings.projection_coalesce_seconds,
         )
         if isinstance(recorder, PostgresApplicationRecorder):
             pg = self.settings.postgres_parts()

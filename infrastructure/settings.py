@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     group_commit_max_batch: int = Field(64, ge=1, le=1024)
     projection_batch_size: int = Field(500, ge=1, le=100_000)
     projection_poll_interval_seconds: float = Field(0.05, gt=0, le=10)
+    # Least time between two batches of one projector: under load, the commits
+    # of that time share one batch (see ProjectionRunner.run).
+    projection_coalesce_seconds: float = Field(0.02, ge=0, le=1)
     min_position_wait_seconds: float = Field(5.0, ge=0, le=60)
     # Rebuilds replay in bigger batches than live projection (one transaction each).
     projection_rebuild_batch_size: int = Field(2000, ge=1, le=100_000)

@@ -12,7 +12,11 @@ class ProjectionWorker:
     """Owns one thread per projection runner, all woken by the same signal."""
 
     def __init__(
-        self, runners: Sequence[ProjectionRunner], wakeups: Sequence[Wakeup], idle_wait: float
+        self,
+        runners: Sequence[ProjectionRunner],
+        wakeups: Sequence[Wakeup],
+        idle_wait: float,
+        coalesce: float = 0.0,
     ) -> None:
         if len(runners) != len(wakeups):
             raise ValueError("one wake-up per runner")
@@ -20,7 +24,7 @@ class ProjectionWorker:
         self._threads = [
             threading.Thread(
                 target=runner.run,
-                args=(self._stop, wakeup, idle_wait),
+                args=(self._stop, wakeup, idle_wait, coalesce),
                 name=f"projection-{runner.name}",
                 daemon=True,
             )
