@@ -469,7 +469,9 @@ class UpgradingRunner(ProjectionRunner):
         )
         self._rebuild = rebuild
 
-    def run(self, stop: threading.Event, wakeup: Wakeup, idle_wait: float) -> None:
+    def run(
+        self, stop: threading.Event, wakeup: Wakeup, idle_wait: float, coalesce: float = 0.0
+    ) -> None:
         """Rebuild (retrying after failures) unless stopped, then follow the log."""
         while not stop.is_set() and self._rebuild.outdated():
             stored = self._rebuild.stored_version()
@@ -488,7 +490,7 @@ class UpgradingRunner(ProjectionRunner):
             except Exception:
                 log.exception("projection %s: rebuild failed; retrying", self.name)
                 stop.wait(5.0)
-        super().run(stop, wakeup, idle_wait)
+        super().run(stop, wakeup, idle_wait, coalesce)
 
 
 def upgrading(

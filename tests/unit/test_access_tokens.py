@@ -8,7 +8,6 @@ from uuid import uuid4
 
 import pytest
 
-from infrastructure import tokens as tokens_module
 from infrastructure.tokens import AccessTokens, InvalidToken
 
 
@@ -22,7 +21,7 @@ def test_a_remembered_token_is_refused_once_it_expires(monkeypatch: pytest.Monke
     assert tokens.verify(token) == first  # from memory this time
 
     later = expires_at.timestamp() + 1
-    monkeypatch.setattr(tokens_module.time, "time", lambda: later)
+    monkeypatch.setattr(time, "time", lambda: later)
     with pytest.raises(InvalidToken):
         tokens.verify(token)
 
