@@ -37,6 +37,7 @@ from infrastructure.wakeup import Broadcast, PostgresListener
 from projections.blob_cleanup import BlobCleanup
 from projections.listening import ListeningProjector
 from projections.playlists import PlaylistsProjector
+from projections.progress import ProjectionProgress
 from projections.projector import Projector
 from projections.queries.listening import ListeningQueries
 from projections.queries.playlists import PlaylistQueries
@@ -88,6 +89,8 @@ class Container:
     audit: Audit
     idempotency: SqlIdempotencyStore
     blobs: GuardedBlobStore
+    # Wakes queries waiting for X-Min-Position when this process's projectors commit.
+    progress: ProjectionProgress = field(default_factory=ProjectionProgress)
     _worker: ProjectionWorker | None = field(default=None, repr=False)
     _listener: PostgresListener | None = field(default=None, repr=False)
 
@@ -139,6 +142,7 @@ class Container:
             [self.broadcast.subscribe() for _ in runners],
             max(poll, _LISTENING_POLL_SECONDS) if listening else poll,
             self.settings.projection_coalesce_seconds,
+            self.progress.advanced,
         )
         if isinstance(recorder, PostgresApplicationRecorder):
             pg = self.settings.postgres_parts()

@@ -470,7 +470,12 @@ class UpgradingRunner(ProjectionRunner):
         self._rebuild = rebuild
 
     def run(
-        self, stop: threading.Event, wakeup: Wakeup, idle_wait: float, coalesce: float = 0.0
+        self,
+        stop: threading.Event,
+        wakeup: Wakeup,
+        idle_wait: float,
+        coalesce: float = 0.0,
+        on_batch: Callable[[], None] | None = None,
     ) -> None:
         """Rebuild (retrying after failures) unless stopped, then follow the log."""
         while not stop.is_set() and self._rebuild.outdated():
@@ -490,7 +495,7 @@ class UpgradingRunner(ProjectionRunner):
             except Exception:
                 log.exception("projection %s: rebuild failed; retrying", self.name)
                 stop.wait(5.0)
-        super().run(stop, wakeup, idle_wait, coalesce)
+        super().run(stop, wakeup, idle_wait, coalesce, on_batch)
 
 
 def upgrading(

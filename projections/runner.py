@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
@@ -113,7 +113,12 @@ class ProjectionRunner:
         return self.position()
 
     def run(
-        self, stop: threading.Event, wakeup: Wakeup, idle_wait: float, coalesce: float = 0.0
+        self,
+        stop: threading.Event,
+        wakeup: Wakeup,
+        idle_wait: float,
+        coalesce: float = 0.0,
+        on_batch: Callable[[], None] | None = None,
     ) -> None:
         """Follow the log until ``stop`` is set; wait for a wake-up when idle.
 
@@ -123,6 +128,7 @@ class ProjectionRunner:
         (reading the log, a transaction, the position) dominates; spacing the
         batches folds those commits into one. An idle projector is not
         delayed: its last batch is long past when a commit wakes it.
+        ``on_batch`` is called after each batch that read events.
         """
         failures = 0
         began = 0.0
@@ -133,6 +139,8 @@ class ProjectionRunner:
                 began = time.monotonic()
                 if self.run_batch() == 0:
                     wakeup.wait(idle_wait)
+                elif on_batch is not None:
+                    on_batch()
                 if failures:
                     log.info("projection %s recovered after %d failures", self.name, failures)
                 failures = 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from projections.runner import ProjectionRunner, Wakeup
 
@@ -17,6 +17,7 @@ class ProjectionWorker:
         wakeups: Sequence[Wakeup],
         idle_wait: float,
         coalesce: float = 0.0,
+        on_batch: Callable[[], None] | None = None,
     ) -> None:
         if len(runners) != len(wakeups):
             raise ValueError("one wake-up per runner")
@@ -24,7 +25,7 @@ class ProjectionWorker:
         self._threads = [
             threading.Thread(
                 target=runner.run,
-                args=(self._stop, wakeup, idle_wait, coalesce),
+                args=(self._stop, wakeup, idle_wait, coalesce, on_batch),
                 name=f"projection-{runner.name}",
                 daemon=True,
             )

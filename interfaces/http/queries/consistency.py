@@ -37,8 +37,11 @@ def reads_from(*projections: str) -> Callable[[Request, ContainerDep], Awaitable
         deadline = time.monotonic() + container.settings.min_position_wait_seconds
         delay = _POLL_SECONDS
         while True:
+            # Watching before reading: a batch committed in between still wakes us.
+            watch = container.progress.watch()
             reached = await asyncio.to_thread(positions.lowest, projections)
             if reached >= wanted:
+                watch.cancel()
                 return
             if time.monotonic() >= deadline:
                 raise ApiError(
@@ -49,7 +52,9 @@ def reads_from(*projections: str) -> Callable[[Request, ContainerDep], Awaitable
                     position=reached,
                     wanted=wanted,
                 )
-            await asyncio.sleep(delay)
+            # Projectors of this process wake us at their next batch; those of
+            # another process are found by polling, with a growing delay.
+            await watch.wait(min(delay, deadline - time.monotonic()))
             delay = min(delay * 2, 0.05)
 
     return wait_for_position
