@@ -2,10 +2,10 @@
 
 Tracks, playlists (some of exactly 100 entries), reactions and plays spread
 over the last two weeks are made through the domain, projected by the
-production runners, then 64 signed-in clients ask the query service (one
-uvicorn worker) for a track search, a 100-entry playlist, the week's top
-tracks and their own history, in turns. The baseline is a trivial async
-endpoint of the same server.
+production runners, then 64 signed-in clients ask the query service
+(``--workers`` processes) for a track search, a 100-entry playlist, the
+week's top tracks and their own history, in turns. The baseline is a trivial
+async endpoint of the same server.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def run(ctx: Context) -> list[Figure]:
         container.close()
     duration = 1.5 if ctx.quick else 10.0
     summaries: dict[str, list[dict[str, Any]]] = {"queries": [], "noop": []}
-    with running("queries", free_port(), env, ctx.log) as base:
+    with running("queries", free_port(), env, ctx.log, ctx.workers) as base:
         # Tokens come from the command side, in this process's own container.
         with running("commands", free_port(), env, ctx.log) as commands:
             tokens = access_tokens(commands, CLIENTS)
