@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from infrastructure.bootstrap import Container
 from interfaces.http.deps import ContainerDep
+from interfaces.http.json import OrjsonResponse
 from interfaces.http.queries.consistency import reads_from
 from interfaces.http.queries.playlists import PlaylistOut, playlists_json, tracks_json
 from interfaces.http.queries.threads import in_query_thread
@@ -55,14 +55,14 @@ async def my_history(
     caller: CurrentCaller,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
-) -> JSONResponse:
+) -> OrjsonResponse:
     """401 when not signed in; nobody else's plays are ever shown."""
     return await in_query_thread(_history, container, caller.user_id, cursor, limit)
 
 
 def _history(
     container: Container, viewer: UUID, cursor: str | None, limit: int | None
-) -> JSONResponse:
+) -> OrjsonResponse:
     page = container.queries.listening.history(
         viewer, cursor=cursor, limit=page_limit(limit, container)
     )
@@ -73,23 +73,23 @@ def _history(
     )
     playlist_rows = list(container.queries.playlists.visible_many(playlist_ids, viewer).values())
     playlists = {
-        UUID(body["id"]): body for body in playlists_json(container, playlist_rows, viewer)
+        body["id"]: body for body in playlists_json(container, playlist_rows, viewer)
     }
     items: list[dict[str, Any]] = []
     for play in page.items:
         item: dict[str, Any] = {
-            "id": str(play.id),
-            "played_at": play.played_at.isoformat(),
+            "id": play.id,
+            "played_at": play.played_at,
             "source": play.source,
         }
         if play.target_kind == "track":
             item["track"] = tracks.get(play.target_id)
-            item["track_id"] = str(play.target_id)
-            item["from_playlist_id"] = str(play.playlist_id) if play.playlist_id else None
+            item["track_id"] = play.target_id
+            item["from_playlist_id"] = play.playlist_id
             item["unavailable"] = item["track"] is None
         else:
             item["playlist"] = playlists.get(play.target_id)
-            item["playlist_id"] = str(play.target_id)
+            item["playlist_id"] = play.target_id
             item["unavailable"] = item["playlist"] is None
         items.append(item)
-    return JSONResponse({"items": items, "next_cursor": page.next_cursor})
+    return OrjsonResponse({"items": items, "next_cursor": page.next_cursor})

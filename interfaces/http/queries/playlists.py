@@ -12,12 +12,12 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from application.errors import NotFound
 from infrastructure.bootstrap import Container
 from interfaces.http.deps import ContainerDep
+from interfaces.http.json import OrjsonResponse
 from interfaces.http.queries.consistency import reads_from
 from interfaces.http.queries.playlist_formats import (
     M3U_MEDIA_TYPE,
@@ -99,18 +99,21 @@ class PlaylistPageOut(BaseModel):
 
 
 def playlist_json(row: PlaylistRow, mine: MyReactionsRow | None = None) -> dict[str, Any]:
-    """The API shape of a playlist (without entries); ``my_reactions`` only when given."""
+    """The API shape of a playlist (without entries); ``my_reactions`` only when given.
+
+    UUIDs and datetimes stay objects, for :class:`OrjsonResponse` to write.
+    """
     body: dict[str, Any] = {
-        "id": str(row.id),
+        "id": row.id,
         "name": row.name,
         "description": row.description,
         "visibility": row.visibility,
-        "owner_id": str(row.owner_id),
-        "owner": {"id": str(row.owner_id), "username": row.owner_username},
+        "owner_id": row.owner_id,
+        "owner": {"id": row.owner_id, "username": row.owner_username},
         "version": row.version,
         "entry_count": row.entry_count,
-        "created_at": row.created_at.isoformat(),
-        "updated_at": row.updated_at.isoformat(),
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
         "counts": counts_json(row.counts),
     }
     if mine is not None:
@@ -169,15 +172,15 @@ async def list_playlists(
     sort: Sort = "new",
     cursor: Cursor = None,
     limit: Limit = None,
-) -> JSONResponse:
+) -> OrjsonResponse:
     """Public playlists only (a private one is listed to nobody, its owner included)."""
 
-    def answer() -> JSONResponse:
+    def answer() -> OrjsonResponse:
         page = container.queries.playlists.listed(
             q=q, owner_id=owner, sort=sort, cursor=cursor, limit=page_limit(limit, container)
         )
         items = playlists_json(container, page.items, _viewer(caller))
-        return JSONResponse({"items": items, "next_cursor": page.next_cursor})
+        return OrjsonResponse({"items": items, "next_cursor": page.next_cursor})
 
     return await in_query_thread(answer)
 
@@ -195,15 +198,15 @@ async def my_playlists(
     sort: Sort = "new",
     cursor: Cursor = None,
     limit: Limit = None,
-) -> JSONResponse:
+) -> OrjsonResponse:
     """401 when not signed in."""
 
-    def answer() -> JSONResponse:
+    def answer() -> OrjsonResponse:
         page = container.queries.playlists.owned_by(
             caller.user_id, q=q, sort=sort, cursor=cursor, limit=page_limit(limit, container)
         )
         items = playlists_json(container, page.items, caller.user_id)
-        return JSONResponse({"items": items, "next_cursor": page.next_cursor})
+        return OrjsonResponse({"items": items, "next_cursor": page.next_cursor})
 
     return await in_query_thread(answer)
 
@@ -217,28 +220,28 @@ async def my_playlists(
 )
 async def get_playlist(
     playlist_id: UUID, container: ContainerDep, caller: OptionalCaller
-) -> JSONResponse:
+) -> OrjsonResponse:
     """Entries in order, each with its track (null once deleted); ETag is the version."""
     return await in_query_thread(_detail, container, playlist_id, _viewer(caller))
 
 
-def _detail(container: Container, playlist_id: UUID, viewer: UUID | None) -> JSONResponse:
+def _detail(container: Container, playlist_id: UUID, viewer: UUID | None) -> OrjsonResponse:
     row = _visible(container, playlist_id, viewer)
     entries = container.queries.playlists.entries_with_tracks(playlist_id, viewer)
     tracks = tracks_json(container, [track for _, track in entries if track is not None], viewer)
     body = playlists_json(container, [row], viewer)[0]
     body["entries"] = [
         {
-            "entry_id": str(entry.entry_id),
+            "entry_id": entry.entry_id,
             "position": entry.position,
-            "track_id": str(entry.track_id),
+            "track_id": entry.track_id,
             "unavailable": entry.unavailable or entry.track_id not in tracks,
-            "added_at": entry.added_at.isoformat(),
+            "added_at": entry.added_at,
             "track": None if entry.unavailable else tracks.get(entry.track_id),
         }
         for entry, _ in entries
     ]
-    return JSONResponse(body, headers={"ETag": f'"{row.version}"', "Cache-Control": "no-cache"})
+    return OrjsonResponse(body, headers={"ETag": f'"{row.version}"', "Cache-Control": "no-cache"})
 
 
 def _export(

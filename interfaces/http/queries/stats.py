@@ -13,13 +13,13 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from application.errors import NotFound
 from infrastructure.bootstrap import Container
 from interfaces.http.deps import ContainerDep
+from interfaces.http.json import OrjsonResponse
 from interfaces.http.queries.consistency import reads_from
 from interfaces.http.queries.playlists import PlaylistOut, playlists_json, tracks_json
 from interfaces.http.queries.threads import in_query_thread
@@ -105,10 +105,10 @@ async def top_tracks(
     period: PeriodQuery = "week",
     by: ByQuery = "plays",
     limit: Limit = None,
-) -> JSONResponse:
+) -> OrjsonResponse:
     """Live tracks only; ties are broken by id."""
 
-    def answer() -> JSONResponse:
+    def answer() -> OrjsonResponse:
         start, now = _window_start(container, period)
         ranked = container.queries.listening.top(
             "track", by, start, now, page_limit(limit, container), select(tracks.c.id)
@@ -121,7 +121,7 @@ async def top_tracks(
             for r in ranked
             if r.target_id in bodies
         ]
-        return JSONResponse({"period": period, "by": by, "items": items})
+        return OrjsonResponse({"period": period, "by": by, "items": items})
 
     return await in_query_thread(answer)
 
@@ -138,10 +138,10 @@ async def top_playlists(
     period: PeriodQuery = "week",
     by: ByQuery = "plays",
     limit: Limit = None,
-) -> JSONResponse:
+) -> OrjsonResponse:
     """Public, live playlists only; ties are broken by id."""
 
-    def answer() -> JSONResponse:
+    def answer() -> OrjsonResponse:
         start, now = _window_start(container, period)
         eligible = select(playlists.c.id).where(visible_to(None))
         ranked = container.queries.listening.top(
@@ -150,7 +150,7 @@ async def top_playlists(
         viewer = caller.user_id if caller is not None else None
         rows = container.queries.playlists.visible_many((r.target_id for r in ranked), None)
         bodies = {
-            UUID(body["id"]): body
+            body["id"]: body
             for body in playlists_json(container, list(rows.values()), viewer)
         }
         items: list[dict[str, Any]] = [
@@ -158,7 +158,7 @@ async def top_playlists(
             for r in ranked
             if r.target_id in bodies
         ]
-        return JSONResponse({"period": period, "by": by, "items": items})
+        return OrjsonResponse({"period": period, "by": by, "items": items})
 
     return await in_query_thread(answer)
 
@@ -175,7 +175,7 @@ def track_plays(
     bucket: Bucket = "day",
     from_: Annotated[datetime | None, Query(alias="from")] = None,
     to: datetime | None = None,
-) -> JSONResponse:
+) -> OrjsonResponse:
     """Between ``from`` and ``to`` (default: the last 30 days); times without a zone are UTC."""
     if container.queries.tracks.get(track_id) is None:
         raise NotFound("track not found")
@@ -184,7 +184,7 @@ def track_plays(
     counts = container.queries.listening.plays_per_bucket(
         "track", track_id, bucket, start, end, container.settings.stats_max_buckets
     )
-    return JSONResponse(
+    return OrjsonResponse(
         {
             "track_id": str(track_id),
             "bucket": bucket,

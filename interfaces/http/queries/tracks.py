@@ -8,7 +8,6 @@ from typing import Annotated, Any, Protocol
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from application.errors import NotFound
@@ -16,6 +15,7 @@ from infrastructure.bootstrap import Container
 from infrastructure.settings import Settings
 from interfaces.http.deps import ContainerDep, QueriesDep, SettingsDep
 from interfaces.http.errors import ApiError
+from interfaces.http.json import OrjsonResponse
 from interfaces.http.queries.consistency import reads_from
 from interfaces.http.queries.threads import in_query_thread
 from interfaces.http.security import CurrentCaller, OptionalCaller
@@ -83,9 +83,13 @@ class TrackPageOut(BaseModel):
 
 
 def track_json(row: TrackRow, mine: MyReactionsRow | None = None) -> dict[str, Any]:
-    """The API.md shape of a track; ``my_reactions`` only when ``mine`` is given."""
+    """The API.md shape of a track; ``my_reactions`` only when ``mine`` is given.
+
+    UUIDs and datetimes stay objects: :class:`OrjsonResponse` writes them
+    (as ``str()`` and ``isoformat()`` would, faster).
+    """
     body: dict[str, Any] = {
-        "id": str(row.id),
+        "id": row.id,
         "title": row.title,
         "artist": row.artist,
         "album": row.album,
@@ -98,9 +102,9 @@ def track_json(row: TrackRow, mine: MyReactionsRow | None = None) -> dict[str, A
         "mime_type": row.mime_type,
         "size_bytes": row.size_bytes,
         "sha256": row.sha256,
-        "uploader_id": str(row.uploader_id),
-        "created_at": row.created_at.isoformat(),
-        "updated_at": row.updated_at.isoformat(),
+        "uploader_id": row.uploader_id,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
         "counts": counts_json(row.counts),
         "stream_url": f"/api/v1/tracks/{row.id}/stream",
         "download_url": f"/api/v1/tracks/{row.id}/download",
@@ -200,7 +204,7 @@ def _page(
     sort: TrackSort,
     cursor: str | None,
     limit: int | None,
-) -> JSONResponse:
+) -> OrjsonResponse:
     page = container.queries.tracks.list(
         q=q,
         uploader=uploader,
@@ -209,7 +213,7 @@ def _page(
         limit=page_limit(limit, container),
         viewer_id=caller_id,
     )
-    return JSONResponse(
+    return OrjsonResponse(
         {"items": _tracks_json(container, page.items, caller_id), "next_cursor": page.next_cursor}
     )
 
@@ -225,7 +229,7 @@ async def list_tracks(
     sort: Sort = "new",
     cursor: Cursor = None,
     limit: Limit = None,
-) -> JSONResponse:
+) -> OrjsonResponse:
     """Newest first by default; ``next_cursor`` fetches the next page."""
     caller_id = caller.user_id if caller is not None else None
     return await in_query_thread(
@@ -241,7 +245,7 @@ async def my_tracks(
     sort: Sort = "new",
     cursor: Cursor = None,
     limit: Limit = None,
-) -> JSONResponse:
+) -> OrjsonResponse:
     """401 when not signed in."""
     return await in_query_thread(
         _page,
@@ -265,17 +269,17 @@ def _track(queries: QueriesDep, track_id: UUID) -> TrackRow:
 @router.get("/tracks/{track_id}", response_model=TrackOut, dependencies=_READS, summary="A track")
 async def get_track(
     track_id: UUID, container: ContainerDep, caller: OptionalCaller
-) -> JSONResponse:
+) -> OrjsonResponse:
     """404 for unknown and deleted tracks."""
     caller_id = caller.user_id if caller is not None else None
     return await in_query_thread(_one_track, container, track_id, caller_id)
 
 
-def _one_track(container: Container, track_id: UUID, caller_id: UUID | None) -> JSONResponse:
+def _one_track(container: Container, track_id: UUID, caller_id: UUID | None) -> OrjsonResponse:
     row = container.queries.tracks.get(track_id, caller_id)
     if row is None:
         raise NotFound("track not found")
-    return JSONResponse(_tracks_json(container, [row], caller_id)[0])
+    return OrjsonResponse(_tracks_json(container, [row], caller_id)[0])
 
 
 def _delivery(settings: Settings) -> Delivery:
