@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 import traceback
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.common import RESULTS, Context, Figure, load_figures, write_reports
@@ -34,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=2,
         help="worker processes of the command and query services (default 2, one per core)",
+    )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other scenarios' figures of latest.json (same mode) and replace these",
     )
     parser.add_argument(
         "--render", action="store_true", help="only redraw the reports from latest.json"
@@ -89,17 +95,36 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop_cluster(cluster)
         shutil.rmtree(scratch, ignore_errors=True)
-    table = write_reports(
-        figures,
-        args.quick,
-        {
-            "seconds": timings,
-            "total_seconds": round(time.monotonic() - started, 1),
-            "failures": failures,
-        },
-    )
+    extra: dict[str, object] = {
+        "seconds": timings,
+        "total_seconds": round(time.monotonic() - started, 1),
+        "failures": failures,
+    }
+    measured_at = None
+    if args.merge:
+        figures, measured_at, extra = _merged(figures, chosen, args.quick, timings, extra)
+    table = write_reports(figures, args.quick, extra, measured_at=measured_at)
     print(table)
     return 1 if failures else 0
+
+
+def _merged(
+    figures: list[Figure],
+    chosen: list[str],
+    quick: bool,
+    timings: dict[str, float],
+    extra: dict[str, object],
+) -> tuple[list[Figure], str, dict[str, object]]:
+    """The previous run's figures with the scenarios run now replaced, and when each was run."""
+    saved = json.loads((RESULTS / "latest.json").read_text())
+    if saved["mode"] != ("quick" if quick else "full"):
+        raise SystemExit("--merge needs a latest.json of the same mode")
+    kept = [f for f in load_figures(RESULTS / "latest.json") if f.scenario not in chosen]
+    merged = sorted(kept + figures, key=lambda f: SCENARIOS.index(f.scenario))
+    now = datetime.now(UTC).isoformat()
+    remeasured = {**saved.get("remeasured", {}), **dict.fromkeys(chosen, now)}
+    seconds = {**saved.get("seconds", {}), **timings}
+    return merged, saved["measured_at"], {**extra, "seconds": seconds, "remeasured": remeasured}
 
 
 if __name__ == "__main__":

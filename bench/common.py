@@ -148,13 +148,22 @@ def _number(value: float, unit: str) -> str:
     return f"{value:,.1f} {unit}"
 
 
-def markdown(figures: list[Figure], quick: bool, measured_at: datetime | None = None) -> str:
-    """The results table, with ratios and targets."""
+def markdown(
+    figures: list[Figure],
+    quick: bool,
+    measured_at: datetime | None = None,
+    remeasured: dict[str, str] | None = None,
+) -> str:
+    """The results table, with ratios and targets (``remeasured``: scenario -> when)."""
     when = measured_at or datetime.now(UTC)
+    later = "".join(
+        f"; {name} measured again at {datetime.fromisoformat(at):%Y-%m-%d %H:%M} UTC"
+        for name, at in (remeasured or {}).items()
+    )
     lines = [
         f"Measured {when:%Y-%m-%d %H:%M} UTC on {platform.node() or 'this machine'}"
         f" ({'quick' if quick else 'full'} mode; median of repetitions; subject and baseline"
-        " measured in the same run).",
+        f" measured in the same run{later}).",
         "",
         "| scenario | subject | value | baseline | baseline value | ratio | target | met |",
         "| --- | --- | ---: | --- | ---: | ---: | ---: | :---: |",
@@ -217,7 +226,7 @@ def write_reports(
     """Write latest.json, latest.md, latest.png and the table in docs/benchmarks.md."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     when = datetime.fromisoformat(measured_at) if measured_at else datetime.now(UTC)
-    table = markdown(figures, quick, when)
+    table = markdown(figures, quick, when, extra.get("remeasured"))
     payload = {
         "measured_at": when.isoformat(),
         "mode": "quick" if quick else "full",
