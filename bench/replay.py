@@ -4,9 +4,10 @@ The log is made of real aggregates (users through the registration command;
 tracks, playlists with entries, reactions and plays through the domain's own
 methods) saved in large transactions, in a mix like a social music service's:
 mostly plays and reactions. Every read-model projector is then reset and run
-from position 0 with the production runner (its batches, its exactly-once
-position guard), one projector after another: the rate is log events per
-second of wall time to rebuild them all. The baseline is the same projectors
+from position 0 with the production runner (its exactly-once position guard)
+in the batches of ``projections rebuild`` (``THEPLAYLIST_PROJECTION_REBUILD_BATCH_SIZE``),
+one projector after another: the rate is log events per second of wall time
+to rebuild them all. The baseline is the same projectors
 with one event per transaction, timed over a bounded slice of the log.
 """
 
@@ -145,7 +146,7 @@ def measure(ctx: Context, backend: str, events: int) -> dict[str, Any]:
         started = time.perf_counter()
         head = generate(container, events)
         generated_in = time.perf_counter() - started
-        batch_size = container.settings.projection_batch_size
+        batch_size = container.settings.projection_rebuild_batch_size
         slice_seconds = 0.5 if ctx.quick else 5.0
         batched, single = [], []
         # A full rebuild of a million events takes minutes: three are enough for a median.
