@@ -72,9 +72,7 @@ def _history(
         container, list(container.queries.tracks.by_ids(track_ids, viewer).values()), viewer
     )
     playlist_rows = list(container.queries.playlists.visible_many(playlist_ids, viewer).values())
-    playlists = {
-        body["id"]: body for body in playlists_json(container, playlist_rows, viewer)
-    }
+    playlists = {body["id"]: body for body in playlists_json(container, playlist_rows, viewer)}
     items: list[dict[str, Any]] = []
     for play in page.items:
         item: dict[str, Any] = {

@@ -150,8 +150,7 @@ async def top_playlists(
         viewer = caller.user_id if caller is not None else None
         rows = container.queries.playlists.visible_many((r.target_id for r in ranked), None)
         bodies = {
-            body["id"]: body
-            for body in playlists_json(container, list(rows.values()), viewer)
+            body["id"]: body for body in playlists_json(container, list(rows.values()), viewer)
         }
         items: list[dict[str, Any]] = [
             {"playlist": bodies[r.target_id], "count": r.count}
