@@ -16,7 +16,7 @@ from infrastructure.settings import Settings
 from interfaces.http.combined import Combined
 from interfaces.http.streaming import content_disposition
 from tests.conftest import make_settings
-from tests.e2e.test_tracks_http import container_of, sign_up, uploaded
+from tests.e2e.test_tracks_http import container_of, sign_up, uploaded, uploaded_tone
 from tests.support.audio import audio
 from tests.support.s3 import S3Endpoint, s3_endpoint, s3_settings
 
@@ -56,10 +56,7 @@ def client(settings: Settings) -> Iterator[TestClient]:
 @pytest.fixture
 def track(client: TestClient) -> dict[str, Any]:
     """An uploaded FLAC with an artist and a title, as the API shows it."""
-    alice = sign_up(client, "alice")
-    track_id = uploaded(client, alice, audio("tone.flac"), title="Tøne", artist="Ådä")
-    body: dict[str, Any] = client.get(f"/api/v1/tracks/{track_id}").json()
-    return body
+    return uploaded_tone(client)
 
 
 def test_a_stream_redirects_to_a_presigned_url_that_serves_the_bytes_and_ranges(

@@ -83,6 +83,14 @@ def uploaded(client: TestClient, headers: dict[str, str], data: bytes, **fields:
     return track_id
 
 
+def uploaded_tone(client: TestClient) -> dict[str, Any]:
+    """Alice's FLAC, with an artist and a title outside ASCII, as the API shows it."""
+    alice = sign_up(client, "alice")
+    track_id = uploaded(client, alice, audio("tone.flac"), title="Tøne", artist="Ådä")
+    body: dict[str, Any] = client.get(f"/api/v1/tracks/{track_id}").json()
+    return body
+
+
 def nothing_stored(client: TestClient, head: int) -> None:
     """No event appended since ``head``, no blob, no spooled upload left."""
     container = container_of(client)
