@@ -55,6 +55,11 @@ class ProjectionProgress:
             self._waiting[future] = loop
         return ProgressWatch(self, future)
 
+    def watching(self) -> int:
+        """How many watches are registered (none once every request is answered)."""
+        with self._lock:
+            return len(self._waiting)
+
     def forget(self, future: asyncio.Future[None]) -> None:
         """Unregister a watch that is over."""
         with self._lock:

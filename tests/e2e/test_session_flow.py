@@ -512,6 +512,7 @@ def test_a_query_waits_for_its_position_and_gives_up_with_projection_lag(serve: 
     error = error_of(ahead)
     assert error["code"] == "projection_lag"
     assert ahead.headers["retry-after"]
+    assert container_of(client).progress.watching() == 0  # the given-up wait left nothing behind
     reached = client.get(f"{API}/users/{user_id}", headers={"X-Min-Position": str(head)})
     assert reached.status_code == 200
     bad = client.get(f"{API}/users/{user_id}", headers={"X-Min-Position": "soon"})

@@ -44,5 +44,5 @@ def test_a_watch_that_times_out_or_is_cancelled_is_forgotten() -> None:
         progress.watch().cancel()
 
     asyncio.run(main())
-    assert progress._waiting == {}
+    assert progress.watching() == 0
     progress.advanced()  # nothing left to wake, nothing raised

@@ -39,22 +39,26 @@ def reads_from(*projections: str) -> Callable[[Request, ContainerDep], Awaitable
         while True:
             # Watching before reading: a batch committed in between still wakes us.
             watch = container.progress.watch()
-            reached = await asyncio.to_thread(positions.lowest, projections)
-            if reached >= wanted:
+            try:
+                reached = await asyncio.to_thread(positions.lowest, projections)
+                if reached >= wanted:
+                    return
+                if time.monotonic() >= deadline:
+                    raise ApiError(
+                        503,
+                        "projection_lag",
+                        f"the read models have not reached position {wanted} yet (at {reached})",
+                        headers={"Retry-After": "1"},
+                        position=reached,
+                        wanted=wanted,
+                    )
+                # Projectors of this process wake us at their next batch; those of
+                # another process are found by polling, with a growing delay.
+                await watch.wait(min(delay, deadline - time.monotonic()))
+            finally:
+                # Whatever ends this turn (an answer, a 503, a database error), the
+                # watch must not stay registered where no batch may ever come.
                 watch.cancel()
-                return
-            if time.monotonic() >= deadline:
-                raise ApiError(
-                    503,
-                    "projection_lag",
-                    f"the read models have not reached position {wanted} yet (at {reached})",
-                    headers={"Retry-After": "1"},
-                    position=reached,
-                    wanted=wanted,
-                )
-            # Projectors of this process wake us at their next batch; those of
-            # another process are found by polling, with a growing delay.
-            await watch.wait(min(delay, deadline - time.monotonic()))
             delay = min(delay * 2, 0.05)
 
     return wait_for_position
