@@ -131,7 +131,12 @@ class Container:
             batch = self.settings.projection_batch_size
             runners = [upgrading(r, self.rebuild(r.name), batch) for r in runners]
         recorder = self.app.recorder
-        listening = isinstance(recorder, PostgresApplicationRecorder)
+        if isinstance(recorder, PostgresApplicationRecorder):
+            self._listener = PostgresListener(
+                make_conninfo(**self.settings.postgres_parts()),
+                recorder.channel_name,
+                self.broadcast,
+            )
         # With LISTEN/NOTIFY every commit wakes the projectors, so polling is
         # only a safety net; idle polling by each projector every 50 ms cost
         # ~300 queries/s on an idle PostgreSQL. SQLite has no NOTIFY: writes
@@ -140,17 +145,11 @@ class Container:
         self._worker = ProjectionWorker(
             runners,
             [self.broadcast.subscribe() for _ in runners],
-            max(poll, _LISTENING_POLL_SECONDS) if listening else poll,
+            max(poll, _LISTENING_POLL_SECONDS) if self._listener is not None else poll,
             self.settings.projection_coalesce_seconds,
             self.progress.advanced,
         )
-        if isinstance(recorder, PostgresApplicationRecorder):
-            pg = self.settings.postgres_parts()
-            self._listener = PostgresListener(
-                make_conninfo(**pg),
-                recorder.channel_name,
-                self.broadcast,
-            )
+        if self._listener is not None:
             self._listener.start()
         self._worker.start()
 
