@@ -86,7 +86,7 @@ def running(
     with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "bench.server", kind, str(port)],
-            env={**os.environ, **env, "BENCH_KIND": kind, "BENCH_WORKERS": str(workers)},
+            env={**os.environ, **env, "BENCH_WORKERS": str(workers)},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
