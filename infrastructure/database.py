@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL
 
@@ -49,7 +50,7 @@ def create_database_engine(settings: Settings, name: str, *, pool_size: int = 5)
         port=int(pg["port"]),
         database=pg["dbname"],
     )
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
         # Connections past the pool are closed when returned: bursts only.
@@ -68,3 +69,12 @@ def create_database_engine(settings: Settings, name: str, *, pool_size: int = 5)
             "application_name": f"theplaylist-{name}-{settings.database_schema}"[:63],
         },
     )
+    event.listen(engine, "connect", _binary_arrays)
+    return engine
+
+
+def _binary_arrays(dbapi_connection: Any, _record: Any) -> None:
+    # Projectors send a batch's rows as one array per column (projections.bulk).
+    # psycopg's default text form quotes every element with a regular expression:
+    # a third of a rebuild's CPU, measured. The binary form has no quoting.
+    dbapi_connection.adapters.register_dumper(list, ListBinaryDumper)

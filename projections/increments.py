@@ -2,7 +2,8 @@
 
 Counters (likes, plays...) change with most events of the log. Written one
 ``UPDATE ... SET plays = plays + 1`` per event, they cost a statement each;
-summed per row over a batch, they cost one ``executemany`` for the lot. The
+summed per row over a batch, they cost one statement for the lot
+(see :mod:`projections.bulk`). The
 sums are still applied as increments (``plays = plays + :delta``), never as
 values computed in Python, so they stay exact whatever else writes the rows.
 
@@ -18,7 +19,9 @@ from typing import Any, TypeVar
 
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.utils import get_topic
-from sqlalchemy import Connection, Table, bindparam, update
+from sqlalchemy import Connection, Table
+
+from projections.bulk import Assignments, update_rows
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,23 +46,21 @@ class Increments:
         row[column] = row.get(column, 0) + delta
 
     def flush(self, conn: Connection) -> None:
-        """Write every gathered delta: one executemany per table."""
+        """Write every gathered delta: one statement per table."""
         for table, rows in self._tables.items():
             columns = sorted({column for row in rows.values() for column in row})
             (key,) = table.primary_key.columns
-            statement = (
-                update(table)
-                .where(key == bindparam("_row"))
-                .values({c: table.c[c] + bindparam(f"_delta_{c}") for c in columns})
-            )
-            conn.execute(
-                statement,
-                [
-                    {"_row": row_id, **{f"_delta_{c}": row.get(c, 0) for c in columns}}
-                    for row_id, row in rows.items()
-                ],
-            )
+            batch = [
+                {key.name: row_id, **{c: row.get(c, 0) for c in columns}}
+                for row_id, row in rows.items()
+            ]
+            update_rows(conn, table, batch, _adding(table, columns))
         self._tables.clear()
+
+
+def _adding(table: Table, columns: Sequence[str]) -> Assignments:
+    """``column = column + delta`` for each of ``columns``."""
+    return lambda batch: {c: table.c[c] + batch[c] for c in columns}
 
 
 class IncrementBatching:

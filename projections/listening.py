@@ -4,8 +4,9 @@
 history and for exact edges of time windows); ``stats_hourly`` adds them up
 per target and UTC hour (for windows and buckets over long spans). A batch of
 events is first summed in memory per (target, hour) and then written with one
-upsert per key that *adds* to the stored sums (``plays = plays + excluded.plays``):
-set-based and exact, however many events hit the same hot track.
+upsert that *adds* to the stored sums (``plays = plays + excluded.plays``):
+set-based and exact, however many events hit the same hot track. Each table
+gets one statement per batch (:mod:`projections.bulk`).
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from uuid import UUID
 
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.utils import get_topic
-from sqlalchemy import Connection, insert
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection
 
 from domain.plays import Play
 from domain.reactions import Reaction
+from projections.bulk import insert_rows
 from projections.projector import Projector
 from projections.schema import plays, reaction_changes, stats_hourly
 
@@ -78,30 +79,13 @@ class _BatchWrites:
         self.hourly[key][_REACTION_COLUMN[kind]] += delta
 
     def flush(self, conn: Connection) -> None:
-        if self.plays:
-            conn.execute(insert(plays), self.plays)
-        if self.changes:
-            conn.execute(insert(reaction_changes), self.changes)
-        if self.hourly:
-            rows = [
-                {"target_kind": kind, "target_id": target, "hour": hour, **sums}
-                for (kind, target, hour), sums in self.hourly.items()
-            ]
-            conn.execute(_add_hourly(conn), rows)
-
-
-def _add_hourly(conn: Connection) -> Any:
-    """An upsert into ``stats_hourly`` that adds the new sums to the stored ones."""
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    statement = dialect_insert(stats_hourly)
-    return statement.on_conflict_do_update(
-        index_elements=[
-            stats_hourly.c.target_kind,
-            stats_hourly.c.target_id,
-            stats_hourly.c.hour,
-        ],
-        set_={name: stats_hourly.c[name] + statement.excluded[name] for name in COUNT_COLUMNS},
-    )
+        insert_rows(conn, plays, self.plays)
+        insert_rows(conn, reaction_changes, self.changes)
+        rows = [
+            {"target_kind": kind, "target_id": target, "hour": hour, **sums}
+            for (kind, target, hour), sums in self.hourly.items()
+        ]
+        insert_rows(conn, stats_hourly, rows, add_on_conflict=COUNT_COLUMNS)
 
 
 class ListeningProjector(Projector):

@@ -18,6 +18,7 @@ from domain.playlists import Playlist
 from domain.plays import Play
 from domain.reactions import Reaction
 from domain.tracks import Track
+from projections.bulk import insert_rows
 from projections.increments import IncrementBatching, increments_only
 from projections.projector import Projector, on
 from projections.schema import playlist_entries, playlists
@@ -73,8 +74,9 @@ class PlaylistsProjector(IncrementBatching, Projector):
             .where(entries.playlist_id == first.originator_id, entries.position >= first.position)
             .values(position=entries.position + len(run))
         )
-        conn.execute(
-            insert(playlist_entries),
+        insert_rows(
+            conn,
+            playlist_entries,
             [
                 {
                     "entry_id": event.entry_id,

@@ -6,13 +6,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from eventsourcing.utils import get_topic
-from sqlalchemy import Connection, bindparam, insert, update
+from sqlalchemy import Connection, insert, update
 
 from domain.reactions import Reaction
+from projections.bulk import Assignments, insert_rows, update_rows
 from projections.projector import Projector, on
 from projections.schema import reactions
 
 _FLAG = {"like": "liked", "dislike": "disliked", "love": "loved"}
+
+
+def _assigning(columns: Sequence[str]) -> Assignments:
+    """``column = new value`` for each of ``columns``."""
+    return lambda batch: {c: batch[c] for c in columns}
 
 
 class ReactionsProjector(Projector):
@@ -63,6 +69,8 @@ class ReactionsProjector(Projector):
     def apply(self, conn: Connection, events: Sequence[Any]) -> None:
         """The batch's last word per row: new rows in one insert, changes in one update per shape.
 
+        (One statement each, see :mod:`projections.bulk`.)
+
         Every event assigns absolute values, so for each row the last
         assignment of each column in log order is what one event per
         transaction would have left.
@@ -71,20 +79,12 @@ class ReactionsProjector(Projector):
         changed: dict[Any, dict[str, Any]] = {}
 
         def flush() -> None:
-            if opened:
-                conn.execute(insert(reactions), list(opened.values()))
+            insert_rows(conn, reactions, list(opened.values()))
             shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
             for row_id, values in changed.items():
-                shapes.setdefault(tuple(sorted(values)), []).append(
-                    {"_row": row_id, **{f"_new_{c}": v for c, v in values.items()}}
-                )
+                shapes.setdefault(tuple(sorted(values)), []).append({"id": row_id, **values})
             for columns, rows in shapes.items():
-                conn.execute(
-                    update(reactions)
-                    .where(reactions.c.id == bindparam("_row"))
-                    .values({c: bindparam(f"_new_{c}") for c in columns}),
-                    rows,
-                )
+                update_rows(conn, reactions, rows, _assigning(columns))
             opened.clear()
             changed.clear()
 

@@ -29,6 +29,11 @@ def search_text(title: str, artist: str | None, album: str | None) -> str:
     return "\n".join(fold(part) for part in (title, artist, album) if part)
 
 
+# One statement for every upload: built per event, with its values inlined as
+# parameters, SQLAlchemy spent over a millisecond on each (measured in a rebuild).
+_INSERT = insert(tracks)
+
+
 class TracksProjector(TrackCountsHandlers, Projector):
     """Keeps ``tracks`` in step with the Track aggregates."""
 
@@ -39,27 +44,28 @@ class TracksProjector(TrackCountsHandlers, Projector):
     @on(Track.Uploaded)
     def _uploaded(self, conn: Connection, event: Any) -> None:
         conn.execute(
-            insert(tracks).values(
-                id=event.originator_id,
-                uploader_id=event.uploader_id,
-                title=event.title,
-                artist=event.artist,
-                album=event.album,
-                genre=event.genre,
-                year=event.year,
-                duration_ms=event.duration_ms,
-                bitrate=event.bitrate,
-                sample_rate=event.sample_rate,
-                channels=event.channels,
-                mime_type=event.mime_type,
-                extension=event.extension,
-                size_bytes=event.size_bytes,
-                sha256=event.sha256,
-                title_key=fold(event.title),
-                search_text=search_text(event.title, event.artist, event.album),
-                created_at=event.timestamp,
-                updated_at=event.timestamp,
-            )
+            _INSERT,
+            {
+                "id": event.originator_id,
+                "uploader_id": event.uploader_id,
+                "title": event.title,
+                "artist": event.artist,
+                "album": event.album,
+                "genre": event.genre,
+                "year": event.year,
+                "duration_ms": event.duration_ms,
+                "bitrate": event.bitrate,
+                "sample_rate": event.sample_rate,
+                "channels": event.channels,
+                "mime_type": event.mime_type,
+                "extension": event.extension,
+                "size_bytes": event.size_bytes,
+                "sha256": event.sha256,
+                "title_key": fold(event.title),
+                "search_text": search_text(event.title, event.artist, event.album),
+                "created_at": event.timestamp,
+                "updated_at": event.timestamp,
+            },
         )
 
     @on(Track.MetadataEdited)
