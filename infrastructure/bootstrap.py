@@ -125,11 +125,12 @@ class Container:
         """Run the projectors in background threads of this process."""
         if self._worker is not None:
             return
-        runners = self.runners()
+        current = self.runners()
+        runners = current
         if self.settings.projection_auto_rebuild:
             # A projector whose version changed rebuilds its read model first.
             batch = self.settings.projection_batch_size
-            runners = [upgrading(r, self.rebuild(r.name), batch) for r in runners]
+            runners = [upgrading(r, self.rebuild(r.name), batch) for r in current]
         recorder = self.app.recorder
         if isinstance(recorder, PostgresApplicationRecorder):
             self._listener = PostgresListener(
@@ -148,6 +149,8 @@ class Container:
             max(poll, _LISTENING_POLL_SECONDS) if self._listener is not None else poll,
             self.settings.projection_coalesce_seconds,
             self.progress.advanced,
+            # The rebuilding ones read the log into their shadows on their own.
+            catch_up=[r for r in runners if r in current],
         )
         if self._listener is not None:
             self._listener.start()

@@ -3,8 +3,9 @@
 The read-model writes of a batch and the position reached commit together, so
 a runner killed at any instant resumes exactly where its last commit left it:
 no event lost, none applied twice. The position update is also a guard: it
-only succeeds from the position the batch started at, so two runners of the
-same projection can never both apply a batch.
+comes first in the batch's transaction and only succeeds from the position
+the batch started at, so two runners of the same projection can never both
+apply a batch.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ class Wakeup(Protocol):
     def wait(self, timeout: float) -> None:
         """Return when woken or after ``timeout`` seconds."""
         ...
+
+
+Decode = Callable[[Notification], Any]
+"""Turns a stored notification into its domain event."""
 
 
 class PositionMoved(Exception):
@@ -90,21 +95,38 @@ class ProjectionRunner:
 
     def run_batch(self) -> int:
         """Apply the next batch of events, if any; return how many were read."""
-        start = self._committed if self._committed is not None else self.position()
+        start = self._start()
         notifications = self._recorder.select_notifications(
             start=start, limit=self._batch_size, inclusive_of_start=False
         )
+        self._advance(start, notifications, self._mapper.to_domain_event)
+        return len(notifications)
+
+    def apply_read(self, after: int, notifications: Sequence[Notification], decode: Decode) -> None:
+        """Apply notifications read for several runners: those past this one's position.
+
+        ``notifications`` are the log's events after position ``after``. A
+        runner whose position is behind ``after`` (moved back by someone else)
+        takes none of them: its own next batch reads what it lacks.
+        """
+        start = self._start()
+        if start >= after:
+            self._advance(start, [n for n in notifications if n.id > start], decode)
+
+    def _start(self) -> int:
+        return self._committed if self._committed is not None else self.position()
+
+    def _advance(self, start: int, notifications: Sequence[Notification], decode: Decode) -> None:
         if notifications:
             self._committed = None
             try:
-                self._apply(start, notifications)
+                self._apply(start, notifications, decode)
             except PositionMoved:
                 log.info("projection %s: another runner moved on; re-reading", self.name)
             else:
                 self._committed = notifications[-1].id
         else:
             self._committed = start
-        return len(notifications)
 
     def catch_up(self) -> int:
         """Apply batches until the log is exhausted; return the position reached."""
@@ -160,17 +182,15 @@ class ProjectionRunner:
                     )
                 stop.wait(min(30.0, 0.5 * 2 ** min(failures, 6)))
 
-    def _apply(self, start: int, notifications: Sequence[Notification]) -> None:
-        events: list[Any] = [
-            self._mapper.to_domain_event(n)
-            for n in notifications
-            if self.projector.handles(n.topic)
-        ]
+    def _apply(self, start: int, notifications: Sequence[Notification], decode: Decode) -> None:
+        events: list[Any] = [decode(n) for n in notifications if self.projector.handles(n.topic)]
         end = notifications[-1].id
         now = datetime.now(UTC)
         with self._engine.begin() as conn:
-            if events:
-                self.projector.apply(conn, events)
+            # The guard first: a batch that another runner already applied fails
+            # here, before any of its writes could collide with that runner's rows
+            # (a duplicate key would be a failure, not a lost race); the row lock
+            # also makes a concurrent runner of this projection wait for this batch.
             moved = conn.execute(
                 update(projection_positions)
                 .where(
@@ -195,5 +215,56 @@ class ProjectionRunner:
                     )
                 except IntegrityError:
                     raise PositionMoved from None
+            if events:
+                self.projector.apply(conn, events)
         if events and self._commit_hooks:
             self.projector.committed(self._engine, events)
+
+
+class _DecodedOnce:
+    """Decodes each notification of a batch once, for every runner that handles it."""
+
+    def __init__(self, mapper: Mapper[UUID]) -> None:
+        self._mapper = mapper
+        self._events: dict[int, Any] = {}
+
+    def __call__(self, notification: Notification) -> Any:
+        event = self._events.get(notification.id)
+        if event is None:
+            event = self._events[notification.id] = self._mapper.to_domain_event(notification)
+        return event
+
+
+def catch_up_together(
+    runners: Sequence[ProjectionRunner],
+    stop: threading.Event | None = None,
+    on_batch: Callable[[], None] | None = None,
+) -> None:
+    """Bring several projections of one log to its head, reading and decoding it once.
+
+    Run one after another, each projection would read the whole log and
+    decode every event it handles: for a read model built from scratch, most
+    of the time goes there, several times over. Here each batch is read once
+    from the lowest position among them, each event decoded at most once,
+    and every runner applies the part past its own position in its own
+    transaction, with its own position guard, as :meth:`ProjectionRunner.run_batch`
+    would. Stops early when ``stop`` is set; ``on_batch`` is called after each batch.
+    """
+    if not runners:
+        return
+    first = runners[0]
+    recorder, mapper = first._recorder, first._mapper
+    batch_size = max(runner._batch_size for runner in runners)
+    position = min(runner._start() for runner in runners)
+    while stop is None or not stop.is_set():
+        notifications = recorder.select_notifications(
+            start=position, limit=batch_size, inclusive_of_start=False
+        )
+        if not notifications:
+            return
+        decode = _DecodedOnce(mapper)
+        for runner in runners:
+            runner.apply_read(position, notifications, decode)
+        position = notifications[-1].id
+        if on_batch is not None:
+            on_batch()
