@@ -21,7 +21,7 @@ from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.utils import get_topic
 from sqlalchemy import Connection, Table
 
-from projections.bulk import Assignments, update_rows
+from projections.bulk import update_rows
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,13 +54,8 @@ class Increments:
                 {key.name: row_id, **{c: row.get(c, 0) for c in columns}}
                 for row_id, row in rows.items()
             ]
-            update_rows(conn, table, batch, _adding(table, columns))
+            update_rows(conn, table, batch, add=columns)
         self._tables.clear()
-
-
-def _adding(table: Table, columns: Sequence[str]) -> Assignments:
-    """``column = column + delta`` for each of ``columns``."""
-    return lambda batch: {c: table.c[c] + batch[c] for c in columns}
 
 
 class IncrementBatching:

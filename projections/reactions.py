@@ -9,16 +9,11 @@ from eventsourcing.utils import get_topic
 from sqlalchemy import Connection, insert, update
 
 from domain.reactions import Reaction
-from projections.bulk import Assignments, insert_rows, update_rows
+from projections.bulk import insert_rows, update_rows
 from projections.projector import Projector, on
 from projections.schema import reactions
 
 _FLAG = {"like": "liked", "dislike": "disliked", "love": "loved"}
-
-
-def _assigning(columns: Sequence[str]) -> Assignments:
-    """``column = new value`` for each of ``columns``."""
-    return lambda batch: {c: batch[c] for c in columns}
 
 
 class ReactionsProjector(Projector):
@@ -84,7 +79,7 @@ class ReactionsProjector(Projector):
             for row_id, values in changed.items():
                 shapes.setdefault(tuple(sorted(values)), []).append({"id": row_id, **values})
             for columns, rows in shapes.items():
-                update_rows(conn, reactions, rows, _assigning(columns))
+                update_rows(conn, reactions, rows, assign=columns)
             opened.clear()
             changed.clear()
 
