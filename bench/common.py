@@ -26,7 +26,8 @@ from tests.support.postgres import PostgresCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-DOC = ROOT / "docs" / "benchmarks.md"
+# The files that show the table, between the two markers.
+DOCS = (ROOT / "docs" / "benchmarks.md", ROOT / "README.md")
 DOC_BEGIN = "<!-- bench:table:begin -->"
 DOC_END = "<!-- bench:table:end -->"
 TIMES = "\N{MULTIPLICATION SIGN}"
@@ -223,7 +224,7 @@ def load_figures(path: Path) -> list[Figure]:
 def write_reports(
     figures: list[Figure], quick: bool, extra: dict[str, Any], measured_at: str | None = None
 ) -> str:
-    """Write latest.json, latest.md, latest.png and the table in docs/benchmarks.md."""
+    """Write latest.json, latest.md, latest.png and the table in the docs (``DOCS``)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     when = datetime.fromisoformat(measured_at) if measured_at else datetime.now(UTC)
     table = markdown(figures, quick, when, extra.get("remeasured"))
@@ -237,10 +238,10 @@ def write_reports(
     (RESULTS / "latest.md").write_text(table)
     if figures:
         chart(figures, RESULTS / "latest.png")
-    if DOC.exists():
-        text = DOC.read_text()
+    for doc in DOCS:
+        text = doc.read_text() if doc.exists() else ""
         if DOC_BEGIN in text and DOC_END in text:
             head, rest = text.split(DOC_BEGIN, 1)
             _, tail = rest.split(DOC_END, 1)
-            DOC.write_text(f"{head}{DOC_BEGIN}\n{table}{DOC_END}{tail}")
+            doc.write_text(f"{head}{DOC_BEGIN}\n{table}{DOC_END}{tail}")
     return table
