@@ -151,7 +151,7 @@ def measure(ctx: Context, backend: str, events: int) -> dict[str, Any]:
         head = generate(container, events)
         generated_in = time.perf_counter() - started
         batch_size = container.settings.projection_rebuild_batch_size
-        slice_seconds = 0.5 if ctx.quick else 5.0
+        slice_seconds = 0.25 if ctx.quick else 5.0
         batched, single = [], []
         # A full rebuild of a million events takes minutes: three are enough for a median.
         for _ in range(min(ctx.reps, 3)):
