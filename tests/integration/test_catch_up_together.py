@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 from uuid import uuid4
 
 from sqlalchemy import func, select
 
 from domain.plays import Play
-from infrastructure.bootstrap import Container
+from infrastructure.bootstrap import Container, build
+from infrastructure.settings import Settings
 from projections.listening import ListeningProjector
-from projections.runner import ProjectionRunner, catch_up_together
-from projections.schema import plays
+from projections.runner import ProjectionRunner, catch_up_together, read_position
+from projections.schema import plays, stats_hourly
 from projections.users import UsersProjector
 
 
@@ -38,6 +40,12 @@ def record_plays(container: Container, count: int) -> int:
 def play_rows(container: Container) -> int:
     with container.read_engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(plays)).scalar_one())
+
+
+def hourly_plays(container: Container) -> int:
+    """The plays summed in ``stats_hourly``: an increment applied twice would show here."""
+    with container.read_engine.connect() as conn:
+        return int(conn.execute(select(func.sum(stats_hourly.c.plays))).scalar_one() or 0)
 
 
 def test_runners_at_different_positions_each_apply_only_what_they_lack(
@@ -88,3 +96,35 @@ def test_stops_between_batches_when_asked(container: Container) -> None:
 
 def head_of(container: Container) -> int:
     return container.app.recorder.max_notification_id() or 0
+
+
+def wait_for(container: Container, name: str, position: int, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with container.read_engine.connect() as conn:
+            if read_position(conn, name) >= position:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"projection {name} never reached {position}")
+
+
+def test_two_workers_started_behind_the_log_apply_each_event_once(settings: Settings) -> None:
+    # Two processes of the projections (say, an old one not yet stopped) start on a
+    # backlog at the same moment, with small batches so that they interleave.
+    small = settings.model_copy(update={"projection_batch_size": 7})
+    writer = build(small)
+    workers: list[Container] = []
+    try:
+        head = record_plays(writer, 60)
+        workers = [build(small), build(small)]
+        for worker in workers:
+            worker.start_projections()
+        wait_for(writer, "listening", head)
+        assert play_rows(writer) == hourly_plays(writer) == 60
+        # Caught up, each then follows the log in its own threads.
+        head = record_plays(writer, 5)
+        wait_for(writer, "listening", head)
+        assert play_rows(writer) == hourly_plays(writer) == 65
+    finally:
+        for container in [*workers, writer]:
+            container.close()
