@@ -64,8 +64,7 @@ class ReactionsProjector(Projector):
     def apply(self, conn: Connection, events: Sequence[Any]) -> None:
         """The batch's last word per row: new rows in one insert, changes in one update per shape.
 
-        (One statement each, see :mod:`projections.bulk`.)
-
+        Each is one statement for all its rows (:mod:`projections.bulk`).
         Every event assigns absolute values, so for each row the last
         assignment of each column in log order is what one event per
         transaction would have left.
