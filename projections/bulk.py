@@ -28,7 +28,13 @@ Row = Mapping[str, Any]
 
 
 def _array_param(name: str) -> str:
+    """The parameter holding column ``name`` of every row (PostgreSQL)."""
     return f"_rows_{name}"
+
+
+def _row_param(name: str) -> str:
+    """The parameter holding column ``name`` of one row (executemany elsewhere)."""
+    return f"_batch_{name}"
 
 
 def _unnested(table: Table, columns: tuple[str, ...]) -> Any:
@@ -85,7 +91,7 @@ def _update(
         batch = relation.c
         where = key == relation.c[key.name]
     else:
-        batch = {name: bindparam(f"_batch_{name}", type_=table.c[name].type) for name in columns}
+        batch = {name: bindparam(_row_param(name), type_=table.c[name].type) for name in columns}
         where = key == batch[key.name]
     values = {c: table.c[c] + batch[c] for c in add} | {c: batch[c] for c in assign}
     return update(table).where(where).values(values)
@@ -133,4 +139,4 @@ def update_rows(
     if dialect == "postgresql":
         conn.execute(statement, _as_arrays(columns, rows))
     else:
-        conn.execute(statement, [{f"_batch_{k}": v for k, v in row.items()} for row in rows])
+        conn.execute(statement, [{_row_param(k): v for k, v in row.items()} for row in rows])
