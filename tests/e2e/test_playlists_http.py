@@ -385,6 +385,7 @@ def test_plays_playback_history_and_stats(client: TestClient) -> None:
     assert buckets["items"][-1]["count"] + buckets["items"][-2]["count"] == 4
     daily = alice.read(f"/stats/tracks/{hit}/plays").json()
     assert daily["bucket"] == "day" and daily["total"] == 4
+    assert daily["track_id"] == str(hit)
     for bad in (
         alice.read("/stats/top-tracks", params={"period": "decade"}),
         alice.read("/stats/top-tracks", params={"limit": 1000}),

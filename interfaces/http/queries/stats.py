@@ -185,7 +185,7 @@ def track_plays(
     )
     return OrjsonResponse(
         {
-            "track_id": str(track_id),
+            "track_id": track_id,
             "bucket": bucket,
             "from": start.isoformat(),
             "to": end.isoformat(),
