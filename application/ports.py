@@ -95,6 +95,14 @@ class BlobStore(Protocol):
         """Bytes ``start`` to ``end`` (exclusive), into memory: for small ranges only."""
         ...
 
+    def read_cached(self, key: str, start: int, end: int) -> memoryview | None:
+        """Bytes ``start`` to ``end`` (exclusive) if they can be had without waiting on a
+        disk or a network (the OS's page cache), else None: then :meth:`read` them.
+
+        Cheap enough to call on an event loop; it never raises.
+        """
+        ...
+
     def open(self, key: str, start: int, end: int) -> Iterator[bytes]:
         """Bytes ``start`` to ``end`` (exclusive) as chunks of bounded size.
 

@@ -78,6 +78,29 @@ def test_a_stored_blob_reads_back_whole_and_by_ranges_in_bounded_chunks(
     assert max(len(c) for c in chunks) <= CHUNK
 
 
+def test_a_range_is_read_without_waiting_only_when_the_page_cache_holds_it(
+    store: DiskBlobStore | S3BlobStore, tmp_path: Path
+) -> None:
+    path, key, data = _source(tmp_path, 200_000)
+    store.put(key, path, len(data))
+    if isinstance(store, S3BlobStore):
+        store.read(key, 0, len(data))
+        assert store.read_cached(key, 0, 100) is None  # every read goes over the network
+        return
+    # Out of the page cache (put fsynced it, so its pages are clean and may be dropped).
+    fd = os.open(store.path(key), os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.close(fd)
+    assert store.read_cached(key, 1_000, 150_000) is None
+    assert store.read(key, 0, len(data)) == data
+    cached = store.read_cached(key, 1_000, 150_000)
+    assert cached is not None and bytes(cached) == data[1_000:150_000]
+    # Anything read() would refuse or fail on is left to it: a short read, no blob, a bad key.
+    assert store.read_cached(key, 199_000, 200_001) is None
+    assert store.read_cached("0" * 64, 0, 10) is None
+    assert store.read_cached("../../etc/passwd", 0, 10) is None
+
+
 def test_storing_the_same_content_twice_keeps_one_blob(
     store: DiskBlobStore | S3BlobStore, tmp_path: Path
 ) -> None:
