@@ -43,6 +43,7 @@ from projections.queries.listening import ListeningQueries
 from projections.queries.playlists import PlaylistQueries
 from projections.queries.positions import PositionQueries
 from projections.queries.reactions import ReactionQueries
+from projections.queries.recent_tracks import RecentTracks
 from projections.queries.sessions import SessionQueries
 from projections.queries.tracks import TrackQueries
 from projections.queries.users import UserQueries
@@ -91,6 +92,8 @@ class Container:
     blobs: GuardedBlobStore
     # Wakes queries waiting for X-Min-Position when this process's projectors commit.
     progress: ProjectionProgress = field(default_factory=ProjectionProgress)
+    # The audio routes' tracks of the last moments (a player's ranges ask again and again).
+    recent_tracks: RecentTracks = field(default_factory=RecentTracks)
     _worker: ProjectionWorker | None = field(default=None, repr=False)
     _listener: PostgresListener | None = field(default=None, repr=False)
 

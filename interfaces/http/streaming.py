@@ -6,8 +6,9 @@ anything else (other units, several ranges, malformed specs, an ``If-Range``
 that does not match) is ignored and the whole file is sent. The ETag is the
 content's SHA-256, so ``If-None-Match`` answers 304 without touching storage.
 
-Small answers are read into memory in one call; larger ones stream in chunks
-of bounded size: from a local file through Starlette's ``FileResponse``
+Small answers are read into memory in one call (on the event loop itself when
+the page cache holds them, else in a worker thread); larger ones stream in
+chunks of bounded size: from a local file through Starlette's ``FileResponse``
 (which hands the file to the server for zero-copy sending when the server
 supports the ASGI path-send extension), or from S3 as a ranged GET streamed
 as it arrives.
@@ -26,10 +27,12 @@ import os
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
+from anyio.to_thread import run_sync
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -202,7 +205,7 @@ def _handed_off(
     return None
 
 
-def audio_response(
+async def audio_response(
     request: Request,
     blobs: BlobStore,
     *,
@@ -214,7 +217,12 @@ def audio_response(
     disposition: str | None = None,
     delivery: Delivery | None = None,
 ) -> Response:
-    """The blob (or the asked range of it) as an HTTP response, or a hand-off of it."""
+    """The blob (or the asked range of it) as an HTTP response, or a hand-off of it.
+
+    Decided on the event loop; whatever may wait on storage or the network runs in
+    a worker thread, but a small range the page cache holds is read in place: the
+    thread hop would cost more than the read.
+    """
     etag = f'"{sha256}"'
     headers = {"ETag": etag, "Cache-Control": "no-cache", "Accept-Ranges": "bytes"}
     if disposition is not None:
@@ -223,14 +231,18 @@ def audio_response(
         return Response(status_code=304, headers=headers)
     media_type = SERVING_TYPES.get(mime_type, mime_type)
     headers["X-Content-Type-Options"] = "nosniff"
-    if delivery is not None and request.method != "HEAD":
-        handed_off = _handed_off(
-            blobs,
-            delivery,
-            sha256=sha256,
-            media_type=media_type,
-            headers=headers,
-            disposition=disposition,
+    if delivery is not None and delivery.mode != "direct" and request.method != "HEAD":
+        # Signing may fetch credentials over the network: off the loop, like storage.
+        handed_off = await run_sync(
+            partial(
+                _handed_off,
+                blobs,
+                delivery,
+                sha256=sha256,
+                media_type=media_type,
+                headers=headers,
+                disposition=disposition,
+            )
         )
         if handed_off is not None:
             return handed_off
@@ -245,8 +257,37 @@ def audio_response(
         headers["Content-Length"] = str(end - start)
         return Response(status_code=status, headers=headers, media_type=media_type)
     if end - start <= memory_threshold:
-        data = blobs.read(sha256, start, end)
+        data: bytes | memoryview | None = blobs.read_cached(sha256, start, end)
+        if data is None:
+            data = await run_sync(blobs.read, sha256, start, end)
         return Response(data, status_code=status, headers=headers, media_type=media_type)
+    return await run_sync(
+        partial(
+            _chunked,
+            blobs,
+            sha256,
+            byte_range,
+            status=status,
+            headers=headers,
+            media_type=media_type,
+            chunk_size=chunk_size,
+            size=size,
+        )
+    )
+
+
+def _chunked(
+    blobs: BlobStore,
+    sha256: str,
+    byte_range: ByteRange | None,
+    *,
+    status: int,
+    headers: dict[str, str],
+    media_type: str,
+    chunk_size: int,
+    size: int,
+) -> Response:
+    """A response sending the blob in chunks: from its local file, or as fetched."""
     path = blobs.local_path(sha256)
     if path is not None:
         try:
@@ -255,6 +296,7 @@ def audio_response(
             )
         except FileNotFoundError:
             raise BlobNotFound(f"no blob {sha256}") from None
+    start, end = (byte_range.start, byte_range.end) if byte_range else (0, size)
     chunks = blobs.open(sha256, start, end)
     headers["Content-Length"] = str(end - start)
     return StreamingResponse(chunks, status_code=status, headers=headers, media_type=media_type)

@@ -19,6 +19,7 @@ from infrastructure.bootstrap import Container
 from infrastructure.settings import Settings
 from interfaces.cli import cli
 from interfaces.http.combined import Combined
+from projections.queries.recent_tracks import RecentTracks
 from tests.conftest import catch_up, make_settings
 from tests.support.audio import HOSTILE, REAL_AUDIO, audio, spool, unique_wav
 
@@ -281,6 +282,34 @@ def test_conditional_requests_use_the_content_hash_as_etag(
     assert head.headers["content-length"] == "10"
     small = client.get(url, headers={"Range": "bytes=0-9"})
     assert small.content == audio("tone.mp3")[:10]
+
+
+def test_the_audio_routes_use_a_track_read_moments_ago_unless_asked_for_a_position(
+    client: TestClient, alice: dict[str, str], track: dict[str, Any]
+) -> None:
+    now = [0.0]
+    container = container_of(client)
+    container.recent_tracks = RecentTracks(max_age=0.5, clock=lambda: now[0])
+    url = f"/api/v1/tracks/{track['id']}"
+
+    def saved_as(headers: dict[str, str] | None = None) -> str:
+        response = client.get(f"{url}/download", headers={"Range": "bytes=0-9", **(headers or {})})
+        assert response.status_code == 206
+        disposition: str = response.headers["content-disposition"]
+        return disposition
+
+    assert "Renamed" not in saved_as()
+    edited = client.patch(url, json={"title": "Renamed"}, headers=alice)
+    catch_up(container)
+    position = {"X-Min-Position": edited.headers["X-Event-Position"]}
+    assert "Renamed" not in saved_as()  # as read moments ago
+    assert "Renamed" in saved_as(position)
+    now[0] += 0.5
+    assert "Renamed" in saved_as()
+    deleted = client.delete(url, headers=alice)
+    catch_up(container)
+    after_delete = {"X-Min-Position": deleted.headers["X-Event-Position"]}
+    assert client.get(f"{url}/stream", headers=after_delete).status_code == 404
 
 
 def test_the_track_json_has_the_contract_shape(

@@ -13,10 +13,10 @@ from pydantic import BaseModel
 from application.errors import NotFound
 from infrastructure.bootstrap import Container
 from infrastructure.settings import Settings
-from interfaces.http.deps import ContainerDep, QueriesDep, SettingsDep
+from interfaces.http.deps import ContainerDep, SettingsDep
 from interfaces.http.errors import ApiError
 from interfaces.http.json import OrjsonResponse
-from interfaces.http.queries.consistency import reads_from
+from interfaces.http.queries.consistency import MIN_POSITION_HEADER, reads_from
 from interfaces.http.queries.threads import in_query_thread
 from interfaces.http.security import CurrentCaller, OptionalCaller
 from interfaces.http.streaming import (
@@ -259,10 +259,17 @@ async def my_tracks(
     )
 
 
-def _track(queries: QueriesDep, track_id: UUID) -> TrackRow:
-    row = queries.tracks.get(track_id)
+async def _audio_track(request: Request, container: Container, track_id: UUID) -> TrackRow:
+    """The live track whose audio is asked for: as read moments ago if it was
+    (:mod:`projections.queries.recent_tracks`), unless the request asks for a position."""
+    recent = container.recent_tracks
+    asks_position = MIN_POSITION_HEADER in request.headers
+    row = None if asks_position else recent.get(track_id)
     if row is None:
-        raise NotFound("track not found")
+        row = await in_query_thread(container.queries.tracks.get, track_id)
+        if row is None:
+            raise NotFound("track not found")
+        recent.remember(row)
     return row
 
 
@@ -320,12 +327,12 @@ _AUDIO: dict[int | str, dict[str, Any]] = {
     dependencies=[Depends(reads_from("tracks"))],
     include_in_schema=False,
 )
-def stream_track(
+async def stream_track(
     track_id: UUID, request: Request, container: ContainerDep, settings: SettingsDep
 ) -> Response:
     """The audio; a single ``Range: bytes=...`` answers 206."""
-    row = _track(container.queries, track_id)
-    return audio_response(
+    row = await _audio_track(request, container, track_id)
+    return await audio_response(
         request,
         container.blobs,
         sha256=row.sha256,
@@ -350,13 +357,13 @@ def stream_track(
     dependencies=[Depends(reads_from("tracks"))],
     include_in_schema=False,
 )
-def download_track(
+async def download_track(
     track_id: UUID, request: Request, container: ContainerDep, settings: SettingsDep
 ) -> Response:
     """The same bytes as the stream, as an attachment ``<artist> - <title>.<ext>``."""
-    row = _track(container.queries, track_id)
+    row = await _audio_track(request, container, track_id)
     name = download_name(row.title, row.artist, row.extension)
-    return audio_response(
+    return await audio_response(
         request,
         container.blobs,
         sha256=row.sha256,
