@@ -140,7 +140,9 @@ class DiskBlobStore:
         The kernel refuses (EAGAIN) rather than wait for the device, or reads only
         the part it has at hand; either way the answer is None and :meth:`read`
         is left to do it off the event loop. So is a missing blob or a bad key
-        (read says which) and a system without ``preadv2`` flags.
+        (read says which) and a system without ``preadv2`` flags. Opening the
+        file is a path lookup the kernel answers from its caches for a blob in
+        use: only a cold one waits for the disk, once.
         """
         if _NOWAIT is None:
             return None
