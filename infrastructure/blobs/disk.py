@@ -146,11 +146,11 @@ class DiskBlobStore:
         """
         if _NOWAIT is None:
             return None
-        buffer = bytearray(end - start)
         try:
             fd = os.open(self.path(key), os.O_RDONLY | os.O_CLOEXEC)
         except (OSError, ValueError):
             return None
+        buffer = bytearray(end - start)
         try:
             done = os.preadv(fd, [buffer], start, _NOWAIT)
         except OSError:

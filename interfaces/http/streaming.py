@@ -267,11 +267,12 @@ async def audio_response(
             blobs,
             sha256,
             byte_range,
+            start,
+            end,
             status=status,
             headers=headers,
             media_type=media_type,
             chunk_size=chunk_size,
-            size=size,
         )
     )
 
@@ -280,12 +281,13 @@ def _chunked(
     blobs: BlobStore,
     sha256: str,
     byte_range: ByteRange | None,
+    start: int,
+    end: int,
     *,
     status: int,
     headers: dict[str, str],
     media_type: str,
     chunk_size: int,
-    size: int,
 ) -> Response:
     """A response sending the blob in chunks: from its local file, or as fetched."""
     path = blobs.local_path(sha256)
@@ -296,7 +298,6 @@ def _chunked(
             )
         except FileNotFoundError:
             raise BlobNotFound(f"no blob {sha256}") from None
-    start, end = (byte_range.start, byte_range.end) if byte_range else (0, size)
     chunks = blobs.open(sha256, start, end)
     headers["Content-Length"] = str(end - start)
     return StreamingResponse(chunks, status_code=status, headers=headers, media_type=media_type)
