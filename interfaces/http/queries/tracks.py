@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from application.errors import NotFound
 from infrastructure.bootstrap import Container
 from infrastructure.settings import Settings
-from interfaces.http.deps import ContainerDep, SettingsDep
+from interfaces.http.deps import ContainerDep
 from interfaces.http.errors import ApiError
 from interfaces.http.json import OrjsonResponse
 from interfaces.http.queries.consistency import MIN_POSITION_HEADER, reads_from
@@ -327,9 +327,7 @@ _AUDIO: dict[int | str, dict[str, Any]] = {
     dependencies=[Depends(reads_from("tracks"))],
     include_in_schema=False,
 )
-async def stream_track(
-    track_id: UUID, request: Request, container: ContainerDep, settings: SettingsDep
-) -> Response:
+async def stream_track(track_id: UUID, request: Request, container: ContainerDep) -> Response:
     """The audio; a single ``Range: bytes=...`` answers 206."""
     row = await _audio_track(request, container, track_id)
     return await audio_response(
@@ -338,9 +336,9 @@ async def stream_track(
         sha256=row.sha256,
         size=row.size_bytes,
         mime_type=row.mime_type,
-        memory_threshold=settings.stream_memory_threshold_bytes,
-        chunk_size=settings.stream_chunk_bytes,
-        delivery=_delivery(settings),
+        memory_threshold=container.settings.stream_memory_threshold_bytes,
+        chunk_size=container.settings.stream_chunk_bytes,
+        delivery=_delivery(container.settings),
     )
 
 
@@ -357,9 +355,7 @@ async def stream_track(
     dependencies=[Depends(reads_from("tracks"))],
     include_in_schema=False,
 )
-async def download_track(
-    track_id: UUID, request: Request, container: ContainerDep, settings: SettingsDep
-) -> Response:
+async def download_track(track_id: UUID, request: Request, container: ContainerDep) -> Response:
     """The same bytes as the stream, as an attachment ``<artist> - <title>.<ext>``."""
     row = await _audio_track(request, container, track_id)
     name = download_name(row.title, row.artist, row.extension)
@@ -369,8 +365,8 @@ async def download_track(
         sha256=row.sha256,
         size=row.size_bytes,
         mime_type=row.mime_type,
-        memory_threshold=settings.stream_memory_threshold_bytes,
-        chunk_size=settings.stream_chunk_bytes,
+        memory_threshold=container.settings.stream_memory_threshold_bytes,
+        chunk_size=container.settings.stream_chunk_bytes,
         disposition=content_disposition("attachment", name),
-        delivery=_delivery(settings),
+        delivery=_delivery(container.settings),
     )
