@@ -23,6 +23,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# psycopg prepares a statement on its fifth run, and PostgreSQL then settles on
+# a generic plan, blind to the values: a track search (LIKE patterns, one word
+# matching every track) went from 6 to 23 ms that way, measured on 100,000
+# tracks. Planning for the values costs a fraction of a millisecond.
+_CUSTOM_PLANS = "-cplan_cache_mode=force_custom_plan"
+
+
 def create_database_engine(settings: Settings, name: str, *, pool_size: int = 5) -> Engine:
     """An engine for one store (``readmodels``, ``vault``).
 
@@ -64,7 +71,7 @@ def create_database_engine(settings: Settings, name: str, *, pool_size: int = 5)
         pool_recycle=1800,
         hide_parameters=True,
         connect_args={
-            "options": f"-csearch_path={settings.database_schema}",
+            "options": f"-csearch_path={settings.database_schema} {_CUSTOM_PLANS}",
             # Tells operators (pg_stat_activity) which pool of which schema a connection is.
             "application_name": f"theplaylist-{name}-{settings.database_schema}"[:63],
         },

@@ -365,3 +365,13 @@ def test_search_on_postgresql_is_backed_by_a_trigram_index(
             )
         )
     assert "ix_tracks_search_trgm" in plan
+
+
+def test_read_model_queries_on_postgresql_are_planned_for_their_values(
+    container: Container,
+) -> None:
+    # A prepared search would otherwise get a generic plan, blind to its words.
+    if container.read_engine.dialect.name != "postgresql":
+        pytest.skip("SQLite plans every statement for its values")
+    with container.read_engine.connect() as conn:
+        assert conn.execute(text("SHOW plan_cache_mode")).scalar() == "force_custom_plan"
