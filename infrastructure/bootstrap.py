@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from uuid import UUID
 
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.conninfo import make_conninfo
@@ -39,13 +40,13 @@ from projections.listening import ListeningProjector
 from projections.playlists import PlaylistsProjector
 from projections.progress import ProjectionProgress
 from projections.projector import Projector
-from projections.queries.listening import ListeningQueries
+from projections.queries.listening import ListeningQueries, Ranked, RankingKey
 from projections.queries.playlists import PlaylistQueries
 from projections.queries.positions import PositionQueries
 from projections.queries.reactions import ReactionQueries
-from projections.queries.recent_tracks import RecentTracks
+from projections.queries.recent import RecentReads
 from projections.queries.sessions import SessionQueries
-from projections.queries.tracks import TrackQueries
+from projections.queries.tracks import TrackQueries, TrackRow
 from projections.queries.users import UserQueries
 from projections.reactions import ReactionsProjector
 from projections.rebuild import Progress, ProjectionRebuild, upgrading
@@ -92,8 +93,10 @@ class Container:
     blobs: GuardedBlobStore
     # Wakes queries waiting for X-Min-Position when this process's projectors commit.
     progress: ProjectionProgress = field(default_factory=ProjectionProgress)
-    # The audio routes' tracks of the last moments (a player's ranges ask again and again).
-    recent_tracks: RecentTracks = field(default_factory=RecentTracks)
+    # Hot reads of the last moments (projections.queries.recent): the audio
+    # routes' tracks (a player's ranges ask again and again) and the top lists.
+    recent_tracks: RecentReads[UUID, TrackRow] = field(default_factory=RecentReads)
+    recent_rankings: RecentReads[RankingKey, list[Ranked]] = field(default_factory=RecentReads)
     _worker: ProjectionWorker | None = field(default=None, repr=False)
     _listener: PostgresListener | None = field(default=None, repr=False)
 

@@ -54,6 +54,10 @@ class Ranked:
     count: int
 
 
+# What a top list is asked for: target kind, what it ranks by, period, length.
+RankingKey = tuple[str, str, str, int]
+
+
 @dataclass(frozen=True)
 class BucketCount:
     """Plays in the bucket starting at ``start``."""

@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from infrastructure.bootstrap import Container
 from infrastructure.settings import Settings
 from interfaces.http.combined import Combined
+from projections.queries.recent import RecentReads
 from tests.support.catalog import add_track, delete_track
 
 API = "/api/v1"
@@ -393,6 +394,32 @@ def test_plays_playback_history_and_stats(client: TestClient) -> None:
     ):
         assert bad.status_code == 422, bad.text
     assert alice.read(f"/stats/tracks/{uuid4()}/plays").status_code == 404
+
+
+def test_top_lists_use_a_ranking_of_moments_ago_unless_asked_for_a_position(
+    client: TestClient,
+) -> None:
+    now = [0.0]
+    container_of(client).recent_rankings = RecentReads(max_age=0.5, clock=lambda: now[0])
+    alice, bob = sign_up(client, "alice"), sign_up(client, "bob")
+    hit = new_track(alice, title="Hit")
+
+    def plays(user: User, headers: dict[str, str] | None = None) -> list[int]:
+        top = user.send("GET", "/stats/top-tracks", params={"period": "day"}, headers=headers or {})
+        assert top.status_code == 200, top.text
+        return [item["count"] for item in top.json()["items"]]
+
+    assert bob.send("POST", f"/tracks/{hit}/plays").status_code == 201
+    assert plays(bob, anonymous(client, bob.position)) == [1]
+    assert bob.send("POST", f"/tracks/{hit}/plays").status_code == 201
+    # Projected (history reads the same projection), yet not ranked again so soon...
+    assert len(bob.read("/me/history").json()["items"]) == 2
+    assert plays(alice) == [1]
+    now[0] += 0.5
+    # ...until the ranking is half a second old; a position is always honoured.
+    assert plays(alice) == [2]
+    assert bob.send("POST", f"/tracks/{hit}/plays").status_code == 201
+    assert plays(alice, anonymous(client, bob.position)) == [3]
 
 
 def test_forty_users_liking_one_track_over_http_give_forty_likes(client: TestClient) -> None:

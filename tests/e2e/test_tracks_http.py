@@ -19,7 +19,7 @@ from infrastructure.bootstrap import Container
 from infrastructure.settings import Settings
 from interfaces.cli import cli
 from interfaces.http.combined import Combined
-from projections.queries.recent_tracks import RecentTracks
+from projections.queries.recent import RecentReads
 from tests.conftest import catch_up, make_settings
 from tests.support.audio import HOSTILE, REAL_AUDIO, audio, spool, unique_wav
 
@@ -289,7 +289,7 @@ def test_the_audio_routes_use_a_track_read_moments_ago_unless_asked_for_a_positi
 ) -> None:
     now = [0.0]
     container = container_of(client)
-    container.recent_tracks = RecentTracks(max_age=0.5, clock=lambda: now[0])
+    container.recent_tracks = RecentReads(max_age=0.5, clock=lambda: now[0])
     url = f"/api/v1/tracks/{track['id']}"
 
     def saved_as(headers: dict[str, str] | None = None) -> str:

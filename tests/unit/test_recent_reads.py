@@ -1,4 +1,4 @@
-"""The audio routes' memory of recently read tracks: bounded in age and in size."""
+"""The memory of recent reads: bounded in age and in size."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from projections.queries.recent_tracks import RecentTracks
+from projections.queries.recent import RecentReads
 from projections.queries.tracks import TrackCounts, TrackRow
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -45,26 +45,26 @@ class _Clock:
 
 def test_a_track_is_served_for_max_age_after_it_was_read_then_read_again() -> None:
     clock = _Clock()
-    recent = RecentTracks(max_age=0.5, clock=clock)
+    recent = RecentReads[uuid.UUID, TrackRow](max_age=0.5, clock=clock)
     track = _track()
     assert recent.get(track.id) is None
-    recent.remember(track)
+    recent.remember(track.id, track)
     clock.now += 0.49
     assert recent.get(track.id) == track
     clock.now += 0.01
     assert recent.get(track.id) is None
     edited = replace(track, title="Edited")
-    recent.remember(edited)
+    recent.remember(edited.id, edited)
     assert recent.get(track.id) == edited
 
 
 def test_the_oldest_reads_go_first_when_full() -> None:
     clock = _Clock()
-    recent = RecentTracks(max_age=10, capacity=3, clock=clock)
+    recent = RecentReads[uuid.UUID, TrackRow](max_age=10, capacity=3, clock=clock)
     tracks = [_track(str(n)) for n in range(4)]
     for track in tracks[:3]:
-        recent.remember(track)
+        recent.remember(track.id, track)
         clock.now += 1
-    recent.remember(tracks[0])  # read again: now the newest
-    recent.remember(tracks[3])
+    recent.remember(tracks[0].id, tracks[0])  # read again: now the newest
+    recent.remember(tracks[3].id, tracks[3])
     assert [recent.get(t.id) for t in tracks] == [tracks[0], None, tracks[2], tracks[3]]

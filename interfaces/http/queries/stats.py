@@ -12,20 +12,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
 from application.errors import NotFound
 from infrastructure.bootstrap import Container
 from interfaces.http.deps import ContainerDep
 from interfaces.http.json import OrjsonResponse
-from interfaces.http.queries.consistency import reads_from
+from interfaces.http.queries.consistency import MIN_POSITION_HEADER, reads_from
 from interfaces.http.queries.playlists import PlaylistOut, playlists_json, tracks_json
 from interfaces.http.queries.threads import in_query_thread
 from interfaces.http.queries.tracks import TrackOut, page_limit
 from interfaces.http.security import OptionalCaller
-from projections.queries.listening import PERIODS, Bucket, Period, RankBy
+from projections.queries.listening import PERIODS, Bucket, Period, RankBy, Ranked
 from projections.queries.playlists import visible_to
 from projections.schema import playlists, tracks
 
@@ -83,14 +83,37 @@ class PlaysOverTimeOut(BaseModel):
     items: list[BucketOut]
 
 
+_LIVE_TRACKS = select(tracks.c.id)
+_PUBLIC = select(playlists.c.id).where(visible_to(None))
+
 PeriodQuery = Annotated[Period, Query(description="a rolling window ending now")]
 ByQuery = Annotated[RankBy, Query(description="what to rank by")]
 Limit = Annotated[int | None, Query(ge=1)]
 
 
-def _window_start(container: Container, period: Period) -> tuple[datetime, datetime]:
-    now = container.clock.now()
-    return (_EPOCH if period == "all" else now - PERIODS[period]), now
+def _ranking(
+    request: Request,
+    container: Container,
+    target_kind: str,
+    by: RankBy,
+    period: Period,
+    limit: int,
+    eligible: Select[Any],
+) -> list[Ranked]:
+    """The top of the period: as ranked moments ago if it was
+    (:mod:`projections.queries.recent`), unless the request asks for a position.
+
+    Only the ranking is kept; what is shown of each target is read afresh.
+    """
+    key = (target_kind, by, period, limit)
+    recent = container.recent_rankings
+    ranked = None if MIN_POSITION_HEADER in request.headers else recent.get(key)
+    if ranked is None:
+        now = container.clock.now()
+        start = _EPOCH if period == "all" else now - PERIODS[period]
+        ranked = container.queries.listening.top(target_kind, by, start, now, limit, eligible)
+        recent.remember(key, ranked)
+    return ranked
 
 
 @router.get(
@@ -100,6 +123,7 @@ def _window_start(container: Container, period: Period) -> tuple[datetime, datet
     summary="The most played, liked or loved tracks over a period",
 )
 async def top_tracks(
+    request: Request,
     container: ContainerDep,
     caller: OptionalCaller,
     period: PeriodQuery = "week",
@@ -109,9 +133,8 @@ async def top_tracks(
     """Live tracks only; ties are broken by id."""
 
     def answer() -> OrjsonResponse:
-        start, now = _window_start(container, period)
-        ranked = container.queries.listening.top(
-            "track", by, start, now, page_limit(limit, container), select(tracks.c.id)
+        ranked = _ranking(
+            request, container, "track", by, period, page_limit(limit, container), _LIVE_TRACKS
         )
         viewer = caller.user_id if caller is not None else None
         rows = container.queries.tracks.by_ids((r.target_id for r in ranked), viewer)
@@ -133,6 +156,7 @@ async def top_tracks(
     summary="The most played, liked or loved public playlists over a period",
 )
 async def top_playlists(
+    request: Request,
     container: ContainerDep,
     caller: OptionalCaller,
     period: PeriodQuery = "week",
@@ -142,10 +166,8 @@ async def top_playlists(
     """Public, live playlists only; ties are broken by id."""
 
     def answer() -> OrjsonResponse:
-        start, now = _window_start(container, period)
-        eligible = select(playlists.c.id).where(visible_to(None))
-        ranked = container.queries.listening.top(
-            "playlist", by, start, now, page_limit(limit, container), eligible
+        ranked = _ranking(
+            request, container, "playlist", by, period, page_limit(limit, container), _PUBLIC
         )
         viewer = caller.user_id if caller is not None else None
         rows = container.queries.playlists.visible_many((r.target_id for r in ranked), None)

@@ -261,7 +261,7 @@ async def my_tracks(
 
 async def _audio_track(request: Request, container: Container, track_id: UUID) -> TrackRow:
     """The live track whose audio is asked for: as read moments ago if it was
-    (:mod:`projections.queries.recent_tracks`), unless the request asks for a position."""
+    (:mod:`projections.queries.recent`), unless the request asks for a position."""
     recent = container.recent_tracks
     asks_position = MIN_POSITION_HEADER in request.headers
     row = None if asks_position else recent.get(track_id)
@@ -269,7 +269,7 @@ async def _audio_track(request: Request, container: Container, track_id: UUID) -
         row = await in_query_thread(container.queries.tracks.get, track_id)
         if row is None:
             raise NotFound("track not found")
-        recent.remember(row)
+        recent.remember(track_id, row)
     return row
 
 
