@@ -146,8 +146,8 @@ class ListeningQueries:
                 .limit(limit + 1)
             ).all()
         items = [
-            PlayRow(r.id, r.played_at, r.target_kind, r.target_id, r.playlist_id, r.source)
-            for r in rows[:limit]
+            PlayRow(id, played_at, target_kind, target_id, playlist_id, source)
+            for id, played_at, target_kind, target_id, playlist_id, source in rows[:limit]
         ]
         next_cursor = None
         if len(rows) > limit:

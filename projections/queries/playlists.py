@@ -6,13 +6,13 @@ deleted playlist is only ever returned to its owner (deleted ones to no one).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Engine, Select, and_, or_, select
+from sqlalchemy import ColumnElement, Engine, Row, RowMapping, Select, and_, or_, select
 
 from projections.queries.keyset import Page, after, decode_cursor, encode_cursor
 from projections.queries.reactions import NO_REACTIONS, MyReactionsRow
@@ -104,29 +104,37 @@ def _select(viewer_id: UUID | None = None) -> Select[Any]:
     )
 
 
-def _mine(r: Any) -> MyReactionsRow | None:
-    if "liked" not in r._mapping:
+def _mine(m: RowMapping) -> MyReactionsRow | None:
+    if "liked" not in m:
         return None
-    if r.liked is None:
+    if m["liked"] is None:
         return NO_REACTIONS
-    return MyReactionsRow(bool(r.liked), bool(r.disliked), bool(r.loved))
+    return MyReactionsRow(bool(m["liked"]), bool(m["disliked"]), bool(m["loved"]))
 
 
-def _row(r: Any) -> PlaylistRow:
+def _row(r: Row[Any]) -> PlaylistRow:
+    # By key, not attribute: see projections.queries.tracks.track_row.
+    m = r._mapping
     return PlaylistRow(
-        id=r.id,
-        owner_id=r.owner_id,
-        owner_username=r.owner_username,
-        name=r.name,
-        description=r.description,
-        visibility=r.visibility,
-        version=int(r.version),
-        entry_count=int(r.entry_count),
-        counts=Counts(int(r.likes), int(r.dislikes), int(r.loves), int(r.plays)),
-        created_at=r.created_at,
-        updated_at=r.updated_at,
-        mine=_mine(r),
+        id=m["id"],
+        owner_id=m["owner_id"],
+        owner_username=m["owner_username"],
+        name=m["name"],
+        description=m["description"],
+        visibility=m["visibility"],
+        version=int(m["version"]),
+        entry_count=int(m["entry_count"]),
+        counts=Counts(int(m["likes"]), int(m["dislikes"]), int(m["loves"]), int(m["plays"])),
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        mine=_mine(m),
     )
+
+
+def _entry(columns: Sequence[Any]) -> EntryRow:
+    """An entry from its five columns, in the order :class:`EntryRow` lists them."""
+    entry_id, position, track_id, unavailable, added_at = columns
+    return EntryRow(entry_id, int(position), track_id, bool(unavailable), added_at)
 
 
 class PlaylistQueries:
@@ -168,10 +176,7 @@ class PlaylistQueries:
                 .where(e.playlist_id == playlist_id)
                 .order_by(e.position)
             ).all()
-        return [
-            EntryRow(r.entry_id, int(r.position), r.track_id, bool(r.unavailable), r.added_at)
-            for r in rows
-        ]
+        return [_entry(r) for r in rows]
 
     def entries_with_tracks(
         self, playlist_id: UUID, viewer_id: UUID | None
@@ -205,12 +210,7 @@ class PlaylistQueries:
             rows = conn.execute(statement).all()
         with_mine = viewer_id is not None
         return [
-            (
-                EntryRow(
-                    r.entry_id_, int(r.position_), r.track_id_, bool(r.unavailable_), r.added_at_
-                ),
-                None if r.id is None else track_row(r, with_mine),
-            )
+            (_entry(r[:5]), None if r._mapping["id"] is None else track_row(r, with_mine))
             for r in rows
         ]
 
