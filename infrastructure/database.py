@@ -71,7 +71,8 @@ def create_database_engine(settings: Settings, name: str, *, pool_size: int = 5)
         pool_recycle=1800,
         hide_parameters=True,
         connect_args={
-            "options": f"-csearch_path={settings.database_schema} {_CUSTOM_PLANS}",
+            # In UTC, timestamps arrive as the read models want them (UtcDateTime).
+            "options": f"-csearch_path={settings.database_schema} -cTimeZone=UTC {_CUSTOM_PLANS}",
             # Tells operators (pg_stat_activity) which pool of which schema a connection is.
             "application_name": f"theplaylist-{name}-{settings.database_schema}"[:63],
         },

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from uuid import UUID
 
@@ -367,11 +367,15 @@ def test_search_on_postgresql_is_backed_by_a_trigram_index(
     assert "ix_tracks_search_trgm" in plan
 
 
-def test_read_model_queries_on_postgresql_are_planned_for_their_values(
-    container: Container,
+def test_read_model_connections_on_postgresql_plan_for_values_and_speak_utc(
+    container: Container, catalog: list[UUID]
 ) -> None:
-    # A prepared search would otherwise get a generic plan, blind to its words.
+    # A prepared search would otherwise get a generic plan, blind to its words;
+    # in UTC, timestamps need no conversion on the way out.
     if container.read_engine.dialect.name != "postgresql":
-        pytest.skip("SQLite plans every statement for its values")
+        pytest.skip("SQLite plans every statement for its values and keeps no zone")
     with container.read_engine.connect() as conn:
         assert conn.execute(text("SHOW plan_cache_mode")).scalar() == "force_custom_plan"
+        assert conn.execute(text("SHOW TimeZone")).scalar() == "UTC"
+    listed = container.queries.tracks.list(limit=1).items[0]
+    assert listed.created_at.tzinfo is UTC
