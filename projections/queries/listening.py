@@ -146,8 +146,8 @@ class ListeningQueries:
                 .limit(limit + 1)
             ).all()
         items = [
-            PlayRow(id, played_at, target_kind, target_id, playlist_id, source)
-            for id, played_at, target_kind, target_id, playlist_id, source in rows[:limit]
+            PlayRow(play_id, played_at, target_kind, target_id, playlist_id, source)
+            for play_id, played_at, target_kind, target_id, playlist_id, source in rows[:limit]
         ]
         next_cursor = None
         if len(rows) > limit:
