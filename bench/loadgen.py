@@ -142,13 +142,14 @@ class Inbox(asyncio.BufferedProtocol):
             taken = min(most, self._end - self._start)
             self._start += taken
             return taken
+        # With the buffer empty, whatever arrives now goes to the scratch buffer.
         self._sink, self._sunk = most, 0
         try:
-            while not self._sunk and self._start == self._end:
+            while not self._sunk:
                 await self._more()
         finally:
             self._sink = 0
-        return self._sunk or await self.drop(most)
+        return self._sunk
 
 
 async def read_response(
