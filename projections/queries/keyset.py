@@ -56,11 +56,14 @@ def after(
     column: ColumnElement[Any],
     id_column: ColumnElement[Any],
     value: Any,
-    row_id: UUID,
+    row_id: Any,
     *,
     desc: bool,
 ) -> ColumnElement[bool]:
-    """Rows after (value, row_id) in the order ``column, id`` (both descending when ``desc``)."""
+    """Rows after (value, row_id) in the order ``column, id`` (both descending when ``desc``).
+
+    ``value`` and ``row_id`` are values, or bound parameters of a statement built once.
+    """
     if desc:
         return or_(column < value, and_(column == value, id_column < row_id))
     return or_(column > value, and_(column == value, id_column > row_id))

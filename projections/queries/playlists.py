@@ -2,6 +2,8 @@
 
 Visibility is decided here, in SQL, for every list and lookup: a private or
 deleted playlist is only ever returned to its owner (deleted ones to no one).
+Statements are built once per shape, as in :mod:`projections.queries.tracks`
+(which says why).
 """
 
 from __future__ import annotations
@@ -9,14 +11,34 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any, Literal
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Engine, Row, RowMapping, Select, and_, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Integer,
+    Row,
+    RowMapping,
+    Select,
+    String,
+    and_,
+    bindparam,
+    or_,
+    select,
+)
 
 from projections.queries.keyset import Page, after, decode_cursor, encode_cursor
 from projections.queries.reactions import NO_REACTIONS, MyReactionsRow
-from projections.queries.tracks import TrackRow, track_columns, track_row, viewer_reactions_join
+from projections.queries.tracks import (
+    TrackRow,
+    bound,
+    like_pattern,
+    track_columns,
+    track_row,
+    viewer_reactions_join,
+)
 from projections.schema import playlist_entries, playlists, reactions, tracks, users
 
 PlaylistSort = Literal["new", "plays", "likes", "loves", "name"]
@@ -71,18 +93,15 @@ class EntryRow:
     added_at: datetime
 
 
-def like_pattern(text: str) -> str:
-    """A LIKE pattern matching ``text`` anywhere, wildcards in it taken literally."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+def visible_to(with_viewer: bool = False) -> ColumnElement[bool]:
+    """Live playlists the viewer may see: public ones, and with a viewer their own.
 
-
-def visible_to(viewer_id: UUID | None) -> ColumnElement[bool]:
-    """Live playlists the viewer may see: public ones, and their own."""
+    The viewer is the bound parameter ``viewer_id`` (see :func:`bound`).
+    """
     c = playlists.c
     shown = c.visibility == "public"
-    if viewer_id is not None:
-        shown = or_(shown, c.owner_id == viewer_id)
+    if with_viewer:
+        shown = or_(shown, c.owner_id == bindparam("viewer_id"))
     return and_(c.deleted.is_(False), shown)
 
 
@@ -91,17 +110,94 @@ _OWNED = select(playlists, users.c.username.label("owner_username")).join_from(
 )
 
 
-def _select(viewer_id: UUID | None = None) -> Select[Any]:
-    """Playlists with their owner's name, and the viewer's reactions when there is a viewer."""
-    if viewer_id is None:
+def _select(with_viewer: bool) -> Select[Any]:
+    """Playlists with their owner's name, and the viewer's reactions when ``with_viewer``."""
+    if not with_viewer:
         return _OWNED
     r = reactions.c
     return _OWNED.add_columns(r.liked, r.disliked, r.loved).join_from(
-        playlists,
-        reactions,
-        and_(r.user_id == viewer_id, r.target_id == playlists.c.id),
-        isouter=True,
+        playlists, reactions, viewer_reactions_join(playlists.c.id), isouter=True
     )
+
+
+@cache
+def _visible(with_viewer: bool) -> Select[Any]:
+    return _select(with_viewer).where(
+        playlists.c.id == bindparam("playlist_id"), visible_to(with_viewer)
+    )
+
+
+@cache
+def _visible_many(with_viewer: bool) -> Select[Any]:
+    return _select(with_viewer).where(
+        playlists.c.id.in_(bindparam("playlist_ids", expanding=True)), visible_to(with_viewer)
+    )
+
+
+_ENTRIES = (
+    select(
+        playlist_entries.c.entry_id,
+        playlist_entries.c.position,
+        playlist_entries.c.track_id,
+        playlist_entries.c.unavailable,
+        playlist_entries.c.added_at,
+    )
+    .where(playlist_entries.c.playlist_id == bindparam("playlist_id"))
+    .order_by(playlist_entries.c.position)
+)
+
+
+@cache
+def _entries_with_tracks(with_viewer: bool) -> Select[Any]:
+    e = playlist_entries.c
+    entry_columns = [
+        e.entry_id.label("entry_id_"),
+        e.position.label("position_"),
+        e.track_id.label("track_id_"),
+        e.unavailable.label("unavailable_"),
+        e.added_at.label("added_at_"),
+    ]
+    joined = playlist_entries.join(tracks, tracks.c.id == e.track_id, isouter=True)
+    if with_viewer:
+        joined = joined.join(reactions, viewer_reactions_join(tracks.c.id), isouter=True)
+    return (
+        select(*entry_columns, *track_columns(with_viewer))
+        .select_from(joined)
+        .where(e.playlist_id == bindparam("playlist_id"))
+        .order_by(e.position)
+    )
+
+
+# Which playlists a page lists: the public ones, the public ones of one owner,
+# or all of the caller's own (private ones included).
+_Scope = Literal["public", "public_of_owner", "owned"]
+
+
+@cache
+def _page(scope: _Scope, searched: bool, sort: PlaylistSort, after_cursor: bool) -> Select[Any]:
+    """A page of ``scope`` (``owner_id``), matching ``pattern``, after a cursor, ``limit`` long."""
+    c = playlists.c
+    column_name, _, desc = _SORTS[sort]
+    column = c[column_name]
+    conditions: list[ColumnElement[bool]] = []
+    if scope == "owned":
+        conditions += [c.owner_id == bindparam("owner_id"), c.deleted.is_(False)]
+    else:
+        conditions.append(visible_to())
+        if scope == "public_of_owner":
+            conditions.append(c.owner_id == bindparam("owner_id"))
+    if searched:
+        pattern = bindparam("pattern", type_=String)
+        conditions.append(
+            or_(c.name_key.like(pattern, escape="\\"), c.description_key.like(pattern, escape="\\"))
+        )
+    if after_cursor:
+        conditions.append(
+            after(column, c.id, bindparam("after_value"), bindparam("after_id"), desc=desc)
+        )
+    order = [column.desc(), c.id.desc()] if desc else [column, c.id]
+    limit = bindparam("limit", type_=Integer)
+    return _select(False).where(*conditions).order_by(*order).limit(limit)
 
 
 def _mine(m: RowMapping) -> MyReactionsRow | None:
@@ -148,10 +244,9 @@ class PlaylistQueries:
 
         With a viewer, it carries the viewer's reactions (``mine``).
         """
+        statement = _visible(viewer_id is not None)
         with self._engine.connect() as conn:
-            row = conn.execute(
-                _select(viewer_id).where(playlists.c.id == playlist_id, visible_to(viewer_id))
-            ).first()
+            row = conn.execute(statement, bound(viewer_id, playlist_id=playlist_id)).first()
         return None if row is None else _row(row)
 
     def visible_many(
@@ -161,21 +256,15 @@ class PlaylistQueries:
         wanted = list(set(playlist_ids))
         if not wanted:
             return {}
+        statement = _visible_many(viewer_id is not None)
         with self._engine.connect() as conn:
-            rows = conn.execute(
-                _select(viewer_id).where(playlists.c.id.in_(wanted), visible_to(viewer_id))
-            ).all()
+            rows = conn.execute(statement, bound(viewer_id, playlist_ids=wanted)).all()
         return {r.id: _row(r) for r in rows}
 
     def entries(self, playlist_id: UUID) -> list[EntryRow]:
         """The playlist's entries in order."""
-        e = playlist_entries.c
         with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(e.entry_id, e.position, e.track_id, e.unavailable, e.added_at)
-                .where(e.playlist_id == playlist_id)
-                .order_by(e.position)
-            ).all()
+            rows = conn.execute(_ENTRIES, {"playlist_id": playlist_id}).all()
         return [_entry(r) for r in rows]
 
     def entries_with_tracks(
@@ -187,30 +276,12 @@ class PlaylistQueries:
         reactions to them), rather than a second lookup by a list of ids that
         would be a new statement text, and a new parse, for every length.
         """
-        e = playlist_entries.c
-        entry_columns = [
-            e.entry_id.label("entry_id_"),
-            e.position.label("position_"),
-            e.track_id.label("track_id_"),
-            e.unavailable.label("unavailable_"),
-            e.added_at.label("added_at_"),
-        ]
-        joined = playlist_entries.join(tracks, tracks.c.id == e.track_id, isouter=True)
-        if viewer_id is not None:
-            joined = joined.join(
-                reactions, viewer_reactions_join(viewer_id, tracks.c.id), isouter=True
-            )
-        statement = (
-            select(*entry_columns, *track_columns(viewer_id))
-            .select_from(joined)
-            .where(e.playlist_id == playlist_id)
-            .order_by(e.position)
-        )
+        with_viewer = viewer_id is not None
+        statement = _entries_with_tracks(with_viewer)
         with self._engine.connect() as conn:
-            rows = conn.execute(statement).all()
-        with_mine = viewer_id is not None
+            rows = conn.execute(statement, bound(viewer_id, playlist_id=playlist_id)).all()
         return [
-            (_entry(r[:5]), None if r._mapping["id"] is None else track_row(r, with_mine))
+            (_entry(r[:5]), None if r._mapping["id"] is None else track_row(r, with_viewer))
             for r in rows
         ]
 
@@ -224,10 +295,8 @@ class PlaylistQueries:
         limit: int = 20,
     ) -> Page[PlaylistRow]:
         """Public playlists, searched by name or description, filtered by owner, sorted."""
-        conditions = [visible_to(None)]
-        if owner_id is not None:
-            conditions.append(playlists.c.owner_id == owner_id)
-        return self._page(conditions, q, sort, cursor, limit)
+        scope: _Scope = "public" if owner_id is None else "public_of_owner"
+        return self._page(scope, owner_id, q, sort, cursor, limit)
 
     def owned_by(
         self,
@@ -239,35 +308,29 @@ class PlaylistQueries:
         limit: int = 20,
     ) -> Page[PlaylistRow]:
         """The owner's own playlists, private ones included."""
-        conditions = [playlists.c.owner_id == owner_id, playlists.c.deleted.is_(False)]
-        return self._page(conditions, q, sort, cursor, limit)
+        return self._page("owned", owner_id, q, sort, cursor, limit)
 
     def _page(
         self,
-        conditions: list[ColumnElement[bool]],
+        scope: _Scope,
+        owner_id: UUID | None,
         q: str | None,
         sort: PlaylistSort,
         cursor: str | None,
         limit: int,
     ) -> Page[PlaylistRow]:
-        column_name, value_type, desc = _SORTS[sort]
-        column = playlists.c[column_name]
-        if q is not None and q.strip():
-            pattern = like_pattern(q.strip().casefold())
-            conditions.append(
-                or_(
-                    playlists.c.name_key.like(pattern, escape="\\"),
-                    playlists.c.description_key.like(pattern, escape="\\"),
-                )
-            )
+        column_name, value_type, _ = _SORTS[sort]
+        values: dict[str, Any] = {"limit": limit + 1}
+        if owner_id is not None:
+            values["owner_id"] = owner_id
+        searched = q is not None and bool(q.strip())
+        if q is not None and searched:
+            values["pattern"] = like_pattern(q.strip().casefold())
         if cursor is not None:
-            value, row_id = decode_cursor(cursor, value_type)
-            conditions.append(after(column, playlists.c.id, value, row_id, desc=desc))
-        order = [column.desc(), playlists.c.id.desc()] if desc else [column, playlists.c.id]
+            values["after_value"], values["after_id"] = decode_cursor(cursor, value_type)
+        statement = _page(scope, searched, sort, cursor is not None)
         with self._engine.connect() as conn:
-            rows = conn.execute(
-                _select().where(*conditions).order_by(*order).limit(limit + 1)
-            ).all()
+            rows = conn.execute(statement, values).all()
         items = [_row(r) for r in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:

@@ -1,15 +1,36 @@
 """Queries on the tracks read model: one track, and keyset-paginated listings
-(see :mod:`projections.queries.keyset`)."""
+(see :mod:`projections.queries.keyset`).
+
+Each statement is built once per shape (with or without a viewer, how many
+search words, which sort...) and its values travel as bound parameters. A
+statement object built anew for every request cost more than its building: for
+a fresh object SQLAlchemy fetches the cached compiled form by generating a cache
+key, then adapts that form's result columns to the new object, and the garbage
+left behind wakes the collector. Measured on a 100-entry playlist's tracks:
+1.8 against 1.0 ms of CPU per execution.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any, Literal
 from uuid import UUID
 
-from sqlalchemy import Column, ColumnElement, Engine, Row, RowMapping, Select, and_, select
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Engine,
+    Integer,
+    Row,
+    RowMapping,
+    Select,
+    and_,
+    bindparam,
+    select,
+)
 
 from projections.queries.keyset import Page, after, decode_cursor, encode_cursor
 from projections.queries.reactions import NO_REACTIONS, MyReactionsRow
@@ -65,16 +86,16 @@ class TrackRow:
     mine: MyReactionsRow | None = None
 
 
-def _select(viewer_id: UUID | None) -> Select[Any]:
-    """The tracks, with the viewer's reactions joined in when there is a viewer.
+def _select(with_viewer: bool) -> Select[Any]:
+    """The tracks, with the viewer's reactions joined in when ``with_viewer``.
 
     One statement instead of a second lookup in ``reactions``: every query is
     a round trip, and under load each round trip also waits for the GIL.
     """
-    if viewer_id is None:
+    if not with_viewer:
         return select(*_COLUMNS)
-    return select(*track_columns(viewer_id)).join_from(
-        tracks, reactions, viewer_reactions_join(viewer_id, tracks.c.id), isouter=True
+    return select(*track_columns(with_viewer)).join_from(
+        tracks, reactions, viewer_reactions_join(tracks.c.id), isouter=True
     )
 
 
@@ -82,20 +103,36 @@ def _select(viewer_id: UUID | None) -> Select[Any]:
 _COLUMNS = tuple(column for column in tracks.c if column.key != "search_text")
 
 
-def track_columns(viewer_id: UUID | None) -> list[Any]:
-    """The columns :func:`track_row` reads; with the viewer's reaction flags when given a viewer.
+def track_columns(with_viewer: bool) -> list[Any]:
+    """The columns :func:`track_row` reads; with the viewer's reaction flags when ``with_viewer``.
 
     Select them from ``tracks`` joined (outer) to :func:`viewer_reactions_join`.
     """
-    if viewer_id is None:
+    if not with_viewer:
         return list(_COLUMNS)
     r = reactions.c
     return [*_COLUMNS, r.liked, r.disliked, r.loved]
 
 
-def viewer_reactions_join(viewer_id: UUID, target: Any) -> ColumnElement[bool]:
-    """The ON clause joining ``reactions`` to the viewer's reactions to ``target``."""
-    return and_(reactions.c.user_id == viewer_id, reactions.c.target_id == target)
+def viewer_reactions_join(target: Any) -> ColumnElement[bool]:
+    """The ON clause joining ``reactions`` to the viewer's reactions to ``target``.
+
+    The viewer is the bound parameter ``viewer_id`` (see :func:`bound`).
+    """
+    return and_(reactions.c.user_id == bindparam("viewer_id"), reactions.c.target_id == target)
+
+
+def bound(viewer_id: UUID | None, **values: Any) -> dict[str, Any]:
+    """The parameters of a statement built once per shape: ``values``, and the viewer if any."""
+    if viewer_id is not None:
+        values["viewer_id"] = viewer_id
+    return values
+
+
+def like_pattern(text: str) -> str:
+    """A LIKE pattern matching ``text`` anywhere, wildcards in it taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def _mine(m: RowMapping) -> MyReactionsRow:
@@ -135,15 +172,49 @@ def track_row(row: Row[Any], with_mine: bool = False) -> TrackRow:
     )
 
 
-def _escape_like(term: str) -> str:
-    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def search_terms(q: str | None) -> list[str]:
     """The words of a search, case-folded; a track must contain every one."""
     if not q:
         return []
     return [fold(word) for word in q.split()][:_MAX_TERMS]
+
+
+@cache
+def _by_id(with_viewer: bool) -> Select[Any]:
+    return _select(with_viewer).where(tracks.c.id == bindparam("track_id"))
+
+
+@cache
+def _by_ids(with_viewer: bool) -> Select[Any]:
+    return _select(with_viewer).where(tracks.c.id.in_(bindparam("track_ids", expanding=True)))
+
+
+@cache
+def _listing(
+    terms: int, sort: TrackSort, by_uploader: bool, after_cursor: bool, with_viewer: bool
+) -> Select[Any]:
+    """Tracks matching ``term_0``..., by ``uploader_id``, after a cursor, ``limit`` of them."""
+    column, _, descending = _SORTS[sort]
+    conditions: list[ColumnElement[bool]] = [
+        tracks.c.search_text.like(bindparam(f"term_{index}"), escape="\\") for index in range(terms)
+    ]
+    if by_uploader:
+        conditions.append(tracks.c.uploader_id == bindparam("uploader_id"))
+    if after_cursor:
+        conditions.append(
+            after(
+                column,
+                tracks.c.id,
+                bindparam("after_value"),
+                bindparam("after_id"),
+                desc=descending,
+            )
+        )
+    order: Sequence[ColumnElement[Any]] = (
+        (column.desc(), tracks.c.id.desc()) if descending else (column, tracks.c.id)
+    )
+    limit = bindparam("limit", type_=Integer)
+    return _select(with_viewer).where(*conditions).order_by(*order).limit(limit)
 
 
 class TrackQueries:
@@ -154,9 +225,10 @@ class TrackQueries:
 
     def get(self, track_id: UUID, viewer_id: UUID | None = None) -> TrackRow | None:
         """The live track, or None; with the viewer's reactions when given a viewer."""
+        with_viewer = viewer_id is not None
         with self._engine.connect() as conn:
-            row = conn.execute(_select(viewer_id).where(tracks.c.id == track_id)).first()
-        return None if row is None else track_row(row, viewer_id is not None)
+            row = conn.execute(_by_id(with_viewer), bound(viewer_id, track_id=track_id)).first()
+        return None if row is None else track_row(row, with_viewer)
 
     def by_ids(
         self, track_ids: Iterable[UUID], viewer_id: UUID | None = None
@@ -165,10 +237,10 @@ class TrackQueries:
         wanted = list(dict.fromkeys(track_ids))
         if not wanted:
             return {}
+        with_viewer = viewer_id is not None
         with self._engine.connect() as conn:
-            rows = conn.execute(_select(viewer_id).where(tracks.c.id.in_(wanted))).all()
-        with_mine = viewer_id is not None
-        return {row.id: track_row(row, with_mine) for row in rows}
+            rows = conn.execute(_by_ids(with_viewer), bound(viewer_id, track_ids=wanted)).all()
+        return {row.id: track_row(row, with_viewer) for row in rows}
 
     def list(
         self,
@@ -184,23 +256,19 @@ class TrackQueries:
 
         With a viewer, each track carries the viewer's reactions (``mine``).
         """
-        column, value_type, descending = _SORTS[sort]
-        conditions: list[ColumnElement[bool]] = [
-            tracks.c.search_text.like(f"%{_escape_like(term)}%", escape="\\")
-            for term in search_terms(q)
-        ]
+        column, value_type, _ = _SORTS[sort]
+        terms = search_terms(q)
+        values: dict[str, Any] = {f"term_{i}": like_pattern(t) for i, t in enumerate(terms)}
         if uploader is not None:
-            conditions.append(tracks.c.uploader_id == uploader)
+            values["uploader_id"] = uploader
+        values["limit"] = limit + 1
         if cursor:
-            value, row_id = decode_cursor(cursor, value_type)
-            conditions.append(after(column, tracks.c.id, value, row_id, desc=descending))
-        order: Sequence[ColumnElement[Any]] = (
-            (column.desc(), tracks.c.id.desc()) if descending else (column, tracks.c.id)
-        )
-        statement = _select(viewer_id).where(*conditions).order_by(*order).limit(limit + 1)
+            values["after_value"], values["after_id"] = decode_cursor(cursor, value_type)
+        with_viewer = viewer_id is not None
+        statement = _listing(len(terms), sort, uploader is not None, bool(cursor), with_viewer)
         with self._engine.connect() as conn:
-            rows = conn.execute(statement).all()
-        items = [track_row(row, viewer_id is not None) for row in rows[:limit]]
+            rows = conn.execute(statement, bound(viewer_id, **values)).all()
+        items = [track_row(row, with_viewer) for row in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
             last = rows[limit - 1]

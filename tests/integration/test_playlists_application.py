@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from application.errors import NotFound, PreconditionFailed
 from domain.errors import AlreadyClaimed, InvalidValue, LimitReached, NoSuchPart, NotPermitted
 from infrastructure.bootstrap import Container, build
+from projections.queries.reactions import NO_REACTIONS, MyReactionsRow
 from tests.conftest import catch_up, make_settings
 from tests.support.catalog import add_track, delete_track
 
@@ -243,6 +244,47 @@ def test_public_playlists_are_searched_sorted_and_paginated(container: Container
     assert seen == ["delta", "gamma 100%", "Alpha", "beta"]
     with pytest.raises(InvalidValue):
         queries.listed(cursor="not-a-cursor")
+
+
+def test_each_caller_sees_their_own_playlists_and_reactions_through_shared_statements(
+    container: Container,
+) -> None:
+    # Lookups and pages are statements built once per shape: the owner, viewer,
+    # pattern and cursor of one call must never reach another.
+    alice, bob = uuid4(), uuid4()
+    mine = {
+        owner: [
+            container.app.create_playlist(owner, f"{who} {n}", None, visibility).value.id
+            for n, visibility in enumerate(("public", "private", "public"))
+        ]
+        for owner, who in ((alice, "alice"), (bob, "bob"))
+    }
+    container.app.set_reaction(bob, "playlist", mine[alice][0], "love")
+    catch_up(container)
+    queries = container.queries.playlists
+    for owner, who in ((alice, "alice"), (bob, "bob")):
+        found = {None: mine[owner], who: mine[owner], f"{who} 1": mine[owner][1:2], "nobody": []}
+        for q, expected in found.items():
+            pages, cursor = [], None
+            while True:
+                page = queries.owned_by(owner, q=q, sort="name", cursor=cursor, limit=1)
+                pages += [p.id for p in page.items]
+                assert len(pages) <= 3
+                if (cursor := page.next_cursor) is None:
+                    break
+            assert pages == expected, (who, q)
+    private = mine[alice][1]
+    assert queries.visible(private, alice) is not None
+    assert queries.visible(private, bob) is None
+    assert queries.visible(private, None) is None
+    loved = {viewer: queries.visible(mine[alice][0], viewer) for viewer in (alice, bob, None)}
+    assert [row.mine for row in loved.values() if row is not None] == [
+        NO_REACTIONS,
+        MyReactionsRow(love=True),
+        None,
+    ]
+    assert set(queries.visible_many(mine[alice], alice)) == set(mine[alice])
+    assert set(queries.visible_many(mine[alice], bob)) == {mine[alice][0], mine[alice][2]}
 
 
 _OPS = st.lists(

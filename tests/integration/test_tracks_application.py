@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from datetime import UTC, timedelta
+from itertools import product
 from pathlib import Path
 from uuid import UUID
 
@@ -17,6 +18,7 @@ from application.ports import BlobStore
 from application.tracks import TrackFields, UploadedFile
 from domain.errors import Gone, InvalidValue, NotPermitted
 from infrastructure.bootstrap import Container
+from projections.queries.reactions import NO_REACTIONS, MyReactionsRow
 from tests.conftest import catch_up
 from tests.support.audio import HOSTILE, audio, spool, unique_wav
 
@@ -379,3 +381,48 @@ def test_read_model_connections_on_postgresql_plan_for_values_and_speak_utc(
         assert conn.execute(text("SHOW TimeZone")).scalar() == "UTC"
     listed = container.queries.tracks.list(limit=1).items[0]
     assert listed.created_at.tzinfo is UTC
+
+
+def test_every_shape_of_listing_pages_to_its_one_long_page_with_the_viewers_own_reactions(
+    container: Container, alice: UUID, catalog: list[UUID]
+) -> None:
+    # Listings are statements built once per shape and shared by every caller:
+    # a value of one call (a term, an uploader, a cursor, a viewer) must never
+    # reach another.
+    bob = _user(container, "bob2")
+    container.app.set_reaction(alice, "track", catalog[2], "like")
+    container.app.set_reaction(bob, "track", catalog[2], "love")
+    container.app.set_reaction(bob, "track", catalog[4], "dislike")
+    catch_up(container)
+    reactions = {
+        alice: {catalog[2]: MyReactionsRow(like=True)},
+        bob: {catalog[2]: MyReactionsRow(love=True), catalog[4]: MyReactionsRow(dislike=True)},
+    }
+    texts = [f"song {i} " + ("percent 100%" if i == 3 else "band") for i in range(7)]
+    tracks = container.queries.tracks
+    shapes = product(
+        (None, "song", "song band", "band 4", "100%"),
+        (None, alice),
+        ("new", "title", "likes"),
+        (None, alice, bob),
+    )
+    for q, uploader, sort, viewer in shapes:
+        query = {"q": q, "uploader": uploader, "sort": sort, "viewer_id": viewer}
+        whole = tracks.list(limit=20, **query).items  # type: ignore[arg-type]
+        paged, cursor = [], None
+        while True:
+            page = tracks.list(limit=2, cursor=cursor, **query)  # type: ignore[arg-type]
+            paged += page.items
+            assert len(paged) <= len(whole), query
+            if (cursor := page.next_cursor) is None:
+                break
+        assert paged == whole, query
+        expected = {
+            catalog[i]
+            for i in range(7)
+            if (uploader is None or i % 2 == 0) and all(w in texts[i] for w in (q or "").split())
+        }
+        assert {t.id for t in whole} == expected, query
+        mine = {t.id: t.mine for t in whole if t.mine not in (None, NO_REACTIONS)}
+        wanted = reactions.get(viewer, {}) if viewer else {}
+        assert mine == {k: v for k, v in wanted.items() if k in expected}, query

@@ -84,7 +84,7 @@ class PlaysOverTimeOut(BaseModel):
 
 
 _LIVE_TRACKS = select(tracks.c.id)
-_PUBLIC = select(playlists.c.id).where(visible_to(None))
+_PUBLIC = select(playlists.c.id).where(visible_to())
 
 PeriodQuery = Annotated[Period, Query(description="a rolling window ending now")]
 ByQuery = Annotated[RankBy, Query(description="what to rank by")]
