@@ -3,17 +3,30 @@
 Windows are exact to the microsecond and still cheap: the whole hours inside a
 window come from ``stats_hourly`` (one row per target and hour), and only the
 two partial hours at its edges are counted from the raw ``plays`` /
-``reaction_changes`` rows.
+``reaction_changes`` rows. The history and top lists are statements built once
+per shape, as in :mod:`projections.queries.tracks` (which says why).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any, Literal
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Engine, Select, and_, func, literal, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    func,
+    literal,
+    select,
+    union_all,
+)
 
 from domain.errors import InvalidValue
 from projections.listening import hour_of
@@ -92,8 +105,8 @@ def next_bucket(start: datetime, bucket: Bucket) -> datetime:
     return start.replace(month=start.month + 1)
 
 
-def _raw_counts(target_kind: str, by: RankBy, start: datetime, end: datetime | None) -> Select[Any]:
-    """Per target, the raw facts of one kind in ``[start, end)``."""
+def _raw_counts(target_kind: str, by: RankBy, start: Any, end: Any | None) -> Select[Any]:
+    """Per target, the raw facts of one kind in ``[start, end)`` (moments or bound parameters)."""
     if by == "plays":
         p = plays.c
         conditions = [p.target_kind == target_kind, p.played_at >= start]
@@ -115,13 +128,55 @@ def _raw_counts(target_kind: str, by: RankBy, start: datetime, end: datetime | N
     )
 
 
-def _hourly_counts(target_kind: str, by: RankBy, start: datetime, end: datetime) -> Select[Any]:
-    """Per target, the sums of the whole hours in ``[start, end)``."""
+def _hourly_counts(target_kind: str, by: RankBy, start: Any, end: Any) -> Select[Any]:
+    """Per target, the sums of the whole hours in ``[start, end)`` (moments or bound parameters)."""
     h = stats_hourly.c
     return (
         select(h.target_id.label("target_id"), func.sum(h[by]).label("n"))
         .where(h.target_kind == target_kind, h.hour >= start, h.hour < end)
         .group_by(h.target_id)
+    )
+
+
+@cache
+def _history(after_cursor: bool) -> Select[Any]:
+    """The plays of ``user_id``, newest first, after a cursor, ``limit`` of them."""
+    p = plays.c
+    conditions: list[ColumnElement[bool]] = [p.user_id == bindparam("user_id")]
+    if after_cursor:
+        conditions.append(
+            after(p.played_at, p.id, bindparam("after_value"), bindparam("after_id"), desc=True)
+        )
+    return (
+        select(p.id, p.played_at, p.target_kind, p.target_id, p.playlist_id, p.source)
+        .where(*conditions)
+        .order_by(p.played_at.desc(), p.id.desc())
+        .limit(bindparam("limit", type_=Integer))
+    )
+
+
+@cache
+def _top(target_kind: str, by: RankBy, whole_hours: bool, eligible: Select[Any]) -> Select[Any]:
+    """The ``limit`` best ``eligible`` targets since ``start``.
+
+    Raw facts from ``start`` to ``first_hour``, then with ``whole_hours`` the
+    hourly sums up to ``current_hour``, then raw facts from ``last_edge`` on.
+    """
+    parts = [_raw_counts(target_kind, by, bindparam("start"), bindparam("first_hour"))]
+    if whole_hours:
+        parts.append(
+            _hourly_counts(target_kind, by, bindparam("first_hour"), bindparam("current_hour"))
+        )
+    parts.append(_raw_counts(target_kind, by, bindparam("last_edge"), None))
+    counted = union_all(*parts).subquery()
+    total = func.sum(counted.c.n).label("total")
+    return (
+        select(counted.c.target_id, total)
+        .where(counted.c.target_id.in_(eligible))
+        .group_by(counted.c.target_id)
+        .having(func.sum(counted.c.n) > literal(0))
+        .order_by(total.desc(), counted.c.target_id)
+        .limit(bindparam("limit", type_=Integer))
     )
 
 
@@ -133,18 +188,11 @@ class ListeningQueries:
 
     def history(self, user_id: UUID, *, cursor: str | None, limit: int) -> Page[PlayRow]:
         """The user's plays, newest first."""
-        p = plays.c
-        conditions: list[ColumnElement[bool]] = [p.user_id == user_id]
+        values: dict[str, Any] = {"user_id": user_id, "limit": limit + 1}
         if cursor is not None:
-            value, row_id = decode_cursor(cursor, datetime)
-            conditions.append(after(p.played_at, p.id, value, row_id, desc=True))
+            values["after_value"], values["after_id"] = decode_cursor(cursor, datetime)
         with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(p.id, p.played_at, p.target_kind, p.target_id, p.playlist_id, p.source)
-                .where(*conditions)
-                .order_by(p.played_at.desc(), p.id.desc())
-                .limit(limit + 1)
-            ).all()
+            rows = conn.execute(_history(cursor is not None), values).all()
         items = [
             PlayRow(play_id, played_at, target_kind, target_id, playlist_id, source)
             for play_id, played_at, target_kind, target_id, playlist_id, source in rows[:limit]
@@ -169,22 +217,16 @@ class ListeningQueries:
         back in it. Targets whose count is not positive are left out.
         """
         first_hour, current_hour = _ceil_hour(start), hour_of(now)
-        parts: list[Select[Any]] = [_raw_counts(target_kind, by, start, first_hour)]
-        if first_hour < current_hour:
-            parts.append(_hourly_counts(target_kind, by, first_hour, current_hour))
-        parts.append(_raw_counts(target_kind, by, max(current_hour, start), None))
-        counted = union_all(*parts).subquery()
-        total = func.sum(counted.c.n).label("total")
-        query = (
-            select(counted.c.target_id, total)
-            .where(counted.c.target_id.in_(eligible))
-            .group_by(counted.c.target_id)
-            .having(func.sum(counted.c.n) > literal(0))
-            .order_by(total.desc(), counted.c.target_id)
-            .limit(limit)
-        )
+        statement = _top(target_kind, by, first_hour < current_hour, eligible)
+        values = {
+            "start": start,
+            "first_hour": first_hour,
+            "current_hour": current_hour,
+            "last_edge": max(current_hour, start),
+            "limit": limit,
+        }
         with self._engine.connect() as conn:
-            rows = conn.execute(query).all()
+            rows = conn.execute(statement, values).all()
         return [Ranked(r.target_id, int(r.total)) for r in rows]
 
     def plays_per_bucket(
