@@ -88,6 +88,7 @@ def track_json(row: TrackRow, mine: MyReactionsRow | None = None) -> dict[str, A
     UUIDs and datetimes stay objects: :class:`OrjsonResponse` writes them
     (as ``str()`` and ``isoformat()`` would, faster).
     """
+    here = f"/api/v1/tracks/{row.id}"
     body: dict[str, Any] = {
         "id": row.id,
         "title": row.title,
@@ -106,8 +107,8 @@ def track_json(row: TrackRow, mine: MyReactionsRow | None = None) -> dict[str, A
         "created_at": row.created_at,
         "updated_at": row.updated_at,
         "counts": counts_json(row.counts),
-        "stream_url": f"/api/v1/tracks/{row.id}/stream",
-        "download_url": f"/api/v1/tracks/{row.id}/download",
+        "stream_url": f"{here}/stream",
+        "download_url": f"{here}/download",
     }
     if mine is not None:
         body["my_reactions"] = my_reactions_json(mine)
