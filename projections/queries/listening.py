@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, Literal
 from uuid import UUID
 
@@ -155,7 +155,9 @@ def _history(after_cursor: bool) -> Select[Any]:
     )
 
 
-@cache
+# Bounded, unlike the other shapes' caches: it also keys on ``eligible``, a
+# statement (by identity), which a caller could build anew for every call.
+@lru_cache(maxsize=32)
 def _top(target_kind: str, by: RankBy, whole_hours: bool, eligible: Select[Any]) -> Select[Any]:
     """The ``limit`` best ``eligible`` targets since ``start``.
 

@@ -122,6 +122,7 @@ def _select(with_viewer: bool) -> Select[Any]:
 
 @cache
 def _visible(with_viewer: bool) -> Select[Any]:
+    """Playlist ``playlist_id`` if visible (to ``viewer_id`` when ``with_viewer``)."""
     return _select(with_viewer).where(
         playlists.c.id == bindparam("playlist_id"), visible_to(with_viewer)
     )
@@ -129,6 +130,7 @@ def _visible(with_viewer: bool) -> Select[Any]:
 
 @cache
 def _visible_many(with_viewer: bool) -> Select[Any]:
+    """The visible ones among ``playlist_ids`` (to ``viewer_id`` when ``with_viewer``)."""
     return _select(with_viewer).where(
         playlists.c.id.in_(bindparam("playlist_ids", expanding=True)), visible_to(with_viewer)
     )
@@ -149,6 +151,7 @@ _ENTRIES = (
 
 @cache
 def _entries_with_tracks(with_viewer: bool) -> Select[Any]:
+    """The entries of ``playlist_id`` joined to their tracks (and ``viewer_id``'s reactions)."""
     e = playlist_entries.c
     entry_columns = [
         e.entry_id.label("entry_id_"),

@@ -181,11 +181,13 @@ def search_terms(q: str | None) -> list[str]:
 
 @cache
 def _by_id(with_viewer: bool) -> Select[Any]:
+    """Track ``track_id`` (with ``viewer_id``'s reactions when ``with_viewer``)."""
     return _select(with_viewer).where(tracks.c.id == bindparam("track_id"))
 
 
 @cache
 def _by_ids(with_viewer: bool) -> Select[Any]:
+    """The tracks among ``track_ids`` (with ``viewer_id``'s reactions when ``with_viewer``)."""
     return _select(with_viewer).where(tracks.c.id.in_(bindparam("track_ids", expanding=True)))
 
 
