@@ -200,7 +200,7 @@ def _page(scope: _Scope, searched: bool, sort: PlaylistSort, after_cursor: bool)
         )
     order = [column.desc(), c.id.desc()] if desc else [column, c.id]
     limit = bindparam("limit", type_=Integer)
-    return _select(False).where(*conditions).order_by(*order).limit(limit)
+    return _OWNED.where(*conditions).order_by(*order).limit(limit)
 
 
 def _mine(m: RowMapping) -> MyReactionsRow | None:
