@@ -28,7 +28,8 @@ from typing import Any
 
 Request = tuple[str, str, dict[str, str], str | None]
 
-_KEEP_BODY = 1 << 16
+# Bodies up to this size are kept and returned; larger ones are counted and dropped.
+KEEP_BODY = 1 << 16
 
 
 @dataclass
@@ -170,7 +171,7 @@ async def read_response(
         name, _, value = line.decode("latin-1").partition(":")
         headers[name.strip().lower()] = value.strip()
     length = int(headers.get("content-length", "0"))
-    if length <= _KEEP_BODY:
+    if length <= KEEP_BODY:
         body = await inbox.readexactly(length) if length else b""
         return status, headers, body
     # Large bodies (streaming) are counted and dropped as they arrive.

@@ -7,7 +7,7 @@ import asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.loadgen import Inbox, read_response
+from bench.loadgen import KEEP_BODY, Inbox, read_response
 
 
 def response(status: int, body: bytes) -> bytes:
@@ -68,7 +68,7 @@ def test_responses_split_anywhere_come_out_whole(
     answers = asyncio.run(scenario())
     for i, (body, (status, position, kept, counted)) in enumerate(zip(sent, answers, strict=True)):
         assert (status, position) == (200 + i, "7")
-        if len(body) <= 1 << 16:
+        if len(body) <= KEEP_BODY:
             assert (kept, counted) == (body, 0)
         else:
             assert (kept, counted) == (b"", len(body))
