@@ -8,7 +8,7 @@ read model, so no ``X-Min-Position``) and never unseal personal data.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -19,6 +19,7 @@ from application.audit import AggregateState, AuditEvent, AuditPage, VerifyRepor
 from application.errors import Forbidden
 from interfaces.http.deps import ContainerDep, SettingsDep
 from interfaces.http.errors import ApiError
+from interfaces.http.queries.params import Instant, Position
 from interfaces.http.security import Caller, CurrentCaller
 
 AUDITOR = "auditor"
@@ -94,14 +95,7 @@ def _limit(settings: SettingsDep, limit: Annotated[int | None, Query(ge=1)] = No
 
 
 Limit = Annotated[int, Depends(_limit)]
-After = Annotated[int, Query(ge=0, description="Only events after this position (a cursor).")]
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    # An instant without a zone is read as UTC, like every time of this API.
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+After = Annotated[Position, Query(description="Only events after this position (a cursor).")]
 
 
 def _page(page: AuditPage) -> AuditPageOut:
@@ -136,11 +130,10 @@ def events(
         ),
     ] = None,
     aggregate_id: UUID | None = None,
-    start: Annotated[datetime | None, Query(alias="from")] = None,
-    end: Annotated[datetime | None, Query(alias="to")] = None,
+    start: Annotated[Instant | None, Query(alias="from")] = None,
+    end: Annotated[Instant | None, Query(alias="to")] = None,
 ) -> AuditPageOut:
     """Events by position, optionally of one type, one aggregate, or recorded in [from, to]."""
-    start, end = _utc(start), _utc(end)
     if start is not None and end is not None and start > end:
         raise _invalid("from", "must not be after to")
     return _page(
@@ -183,13 +176,13 @@ def aggregate_state(
     aggregate_id: UUID,
     _auditor: Auditor,
     container: ContainerDep,
-    version: Annotated[int | None, Query(ge=1)] = None,
-    at: datetime | None = None,
+    version: Annotated[Position | None, Query(ge=1)] = None,
+    at: Instant | None = None,
 ) -> AggregateStateOut:
     """Rebuilt from its events up to ``version``, or those recorded by ``at`` (else all)."""
     if version is not None and at is not None:
         raise _invalid("version", "give either version or at, not both")
-    state: AggregateState = container.audit.state(aggregate_id, version=version, at=_utc(at))
+    state: AggregateState = container.audit.state(aggregate_id, version=version, at=at)
     return AggregateStateOut(
         aggregate_id=state.aggregate_id,
         version=state.version,
@@ -204,7 +197,7 @@ def aggregate_state(
 def verify(
     _auditor: Auditor,
     container: ContainerDep,
-    anchor_position: Annotated[int | None, Query(ge=1)] = None,
+    anchor_position: Annotated[Position | None, Query(ge=1)] = None,
     anchor_hash: Annotated[str | None, Query(description="64 hex digits")] = None,
 ) -> VerifyOut:
     """Recompute every link; with an anchor kept from an earlier head, also check it."""

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from infrastructure.bootstrap import Container
 from interfaces.http.deps import ContainerDep
 from interfaces.http.json import OrjsonResponse
 from interfaces.http.queries.consistency import reads_from
+from interfaces.http.queries.params import Cursor, Limit, page_limit
 from interfaces.http.queries.playlists import PlaylistOut, playlists_json, tracks_json
 from interfaces.http.queries.threads import in_query_thread
-from interfaces.http.queries.tracks import TrackOut, page_limit
+from interfaces.http.queries.tracks import TrackOut
 from interfaces.http.security import CurrentCaller
 
 router = APIRouter(prefix="/api/v1", tags=["listening"])
@@ -53,8 +54,8 @@ class HistoryPageOut(BaseModel):
 async def my_history(
     container: ContainerDep,
     caller: CurrentCaller,
-    cursor: Annotated[str | None, Query(max_length=1000)] = None,
-    limit: Annotated[int | None, Query(ge=1)] = None,
+    cursor: Cursor = None,
+    limit: Limit = None,
 ) -> OrjsonResponse:
     """401 when not signed in; nobody else's plays are ever shown."""
     return await in_query_thread(_history, container, caller.user_id, cursor, limit)

@@ -19,6 +19,7 @@ from infrastructure.bootstrap import Container
 from interfaces.http.deps import ContainerDep
 from interfaces.http.json import OrjsonResponse
 from interfaces.http.queries.consistency import reads_from
+from interfaces.http.queries.params import Cursor, Limit, page_limit
 from interfaces.http.queries.playlist_formats import (
     M3U_MEDIA_TYPE,
     XSPF_MEDIA_TYPE,
@@ -34,7 +35,6 @@ from interfaces.http.queries.tracks import (
     TrackOut,
     counts_json,
     my_reactions_json,
-    page_limit,
     track_json,
     viewer_reactions,
 )
@@ -154,8 +154,6 @@ def _visible(container: Container, playlist_id: UUID, viewer_id: UUID | None) ->
 
 Q = Annotated[str | None, Query(max_length=200, description="text in the name or description")]
 Sort = Annotated[PlaylistSort, Query()]
-Cursor = Annotated[str | None, Query(max_length=1000)]
-Limit = Annotated[int | None, Query(ge=1)]
 
 
 @router.get(

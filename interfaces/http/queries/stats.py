@@ -21,9 +21,10 @@ from infrastructure.bootstrap import Container
 from interfaces.http.deps import ContainerDep
 from interfaces.http.json import OrjsonResponse
 from interfaces.http.queries.consistency import MIN_POSITION_HEADER, reads_from
+from interfaces.http.queries.params import Instant, Limit, page_limit
 from interfaces.http.queries.playlists import PlaylistOut, playlists_json, tracks_json
 from interfaces.http.queries.threads import in_query_thread
-from interfaces.http.queries.tracks import TrackOut, page_limit
+from interfaces.http.queries.tracks import TrackOut
 from interfaces.http.security import OptionalCaller
 from projections.queries.listening import PERIODS, Bucket, Period, RankBy, Ranked
 from projections.queries.playlists import visible_to
@@ -88,7 +89,6 @@ _PUBLIC = select(playlists.c.id).where(visible_to())
 
 PeriodQuery = Annotated[Period, Query(description="a rolling window ending now")]
 ByQuery = Annotated[RankBy, Query(description="what to rank by")]
-Limit = Annotated[int | None, Query(ge=1)]
 
 
 def _ranking(
@@ -194,14 +194,15 @@ def track_plays(
     track_id: UUID,
     container: ContainerDep,
     bucket: Bucket = "day",
-    from_: Annotated[datetime | None, Query(alias="from")] = None,
-    to: datetime | None = None,
+    from_: Annotated[Instant | None, Query(alias="from")] = None,
+    to: Instant | None = None,
 ) -> OrjsonResponse:
     """Between ``from`` and ``to`` (default: the last 30 days); times without a zone are UTC."""
     if container.queries.tracks.get(track_id) is None:
         raise NotFound("track not found")
-    end = _utc(to) if to is not None else container.clock.now()
-    start = _utc(from_) if from_ is not None else end - _DEFAULT_SPAN
+    # Both are UTC already, and bounded well inside what a bucket's arithmetic can hold.
+    end = to if to is not None else container.clock.now()
+    start = from_ if from_ is not None else end - _DEFAULT_SPAN
     counts = container.queries.listening.plays_per_bucket(
         "track", track_id, bucket, start, end, container.settings.stats_max_buckets
     )
@@ -215,7 +216,3 @@ def track_plays(
             "items": [{"start": b.start.isoformat(), "count": b.count} for b in counts],
         }
     )
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

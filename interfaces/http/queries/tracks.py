@@ -14,9 +14,9 @@ from application.errors import NotFound
 from infrastructure.bootstrap import Container
 from infrastructure.settings import Settings
 from interfaces.http.deps import ContainerDep
-from interfaces.http.errors import ApiError
 from interfaces.http.json import OrjsonResponse
 from interfaces.http.queries.consistency import MIN_POSITION_HEADER, reads_from
+from interfaces.http.queries.params import Cursor, Limit, page_limit
 from interfaces.http.queries.threads import in_query_thread
 from interfaces.http.security import CurrentCaller, OptionalCaller
 from interfaces.http.streaming import (
@@ -174,26 +174,8 @@ def _tracks_json(
     return [track_json(row, mine[row.id]) for row in rows]
 
 
-def page_limit(limit: int | None, container: Container) -> int:
-    """The page size: the default when absent, 422 above the configured cap."""
-    settings = container.settings
-    if limit is None:
-        return settings.page_limit_default
-    if limit > settings.page_limit_max:
-        message = f"must be at most {settings.page_limit_max}"
-        raise ApiError(
-            422,
-            "validation_error",
-            f"limit: {message}",
-            fields=[{"field": "limit", "message": message}],
-        )
-    return limit
-
-
 Q = Annotated[str | None, Query(max_length=200, description="words in title, artist or album")]
 Sort = Annotated[TrackSort, Query()]
-Cursor = Annotated[str | None, Query(max_length=1000)]
-Limit = Annotated[int | None, Query(ge=1)]
 
 
 def _page(
