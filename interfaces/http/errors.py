@@ -73,6 +73,16 @@ def error_response(
     )
 
 
+def unparseable_body(reason: str) -> ApiError:
+    """The 422 for a request body that cannot be parsed at all (``reason`` says why)."""
+    return ApiError(
+        422,
+        "validation_error",
+        "the request body cannot be parsed",
+        fields=[{"field": "body", "message": reason, "type": "body_invalid"}],
+    )
+
+
 _BY_STATUS = {
     400: "bad_request",
     401: "unauthenticated",
@@ -193,6 +203,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http(_request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, StarletteHTTPException)
+        if error.status_code == 400:
+            # Starlette and FastAPI raise 400 for a body they cannot parse (not UTF-8,
+            # nested too deep, a broken multipart): invalid input like any other, so
+            # the same 422 as a body that is not JSON.
+            detail = error.detail if isinstance(error.detail, str) else "cannot be parsed"
+            return _to_response(unparseable_body(detail))
         code = _BY_STATUS.get(error.status_code, "error")
         message = error.detail if isinstance(error.detail, str) else code.replace("_", " ")
         if error.status_code == 404 and message == "Not Found":

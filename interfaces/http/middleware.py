@@ -54,8 +54,8 @@ class BodyTooLarge(ApiError, StarletteHTTPException):  # type: ignore[misc]  # h
         ApiError.__init__(self, 413, "payload_too_large", message)
 
 
-def _envelope(status: int, code: str, message: str) -> bytes:
-    return json.dumps({"error": {"code": code, "message": message}}).encode()
+def _envelope(code: str, message: str, **extra: Any) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message, **extra}}).encode()
 
 
 class RequestContext:
@@ -95,12 +95,31 @@ class RequestContext:
 
         try:
             declared = headers.get("content-length")
-            if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            if declared is not None and not (declared.isascii() and declared.isdigit()):
+                await self._refuse(
+                    send_with_headers,
+                    400,
+                    "bad_request",
+                    "the Content-Length header is not a non-negative integer",
+                )
+                return
+            if declared is not None and int(declared) > limit:
                 await self._refuse(
                     send_with_headers,
                     413,
                     "payload_too_large",
                     f"the request body is larger than {limit} bytes",
+                )
+                return
+            if b"%00" in scope.get("query_string", b""):
+                # No parameter takes NUL, and PostgreSQL text cannot hold it: refused
+                # here, once, rather than as a database error behind every route.
+                await self._refuse(
+                    send_with_headers,
+                    422,
+                    "validation_error",
+                    "the query string contains a NUL character",
+                    fields=[{"field": "query", "message": "must not contain NUL (%00)"}],
                 )
                 return
             await self.app(scope, _limited(receive, limit), send_with_headers)
@@ -118,8 +137,8 @@ class RequestContext:
             request_id_var.reset(token)
 
     @staticmethod
-    async def _refuse(send: Send, status: int, code: str, message: str) -> None:
-        body = _envelope(status, code, message)
+    async def _refuse(send: Send, status: int, code: str, message: str, **extra: Any) -> None:
+        body = _envelope(code, message, **extra)
         await send(
             {
                 "type": "http.response.start",

@@ -52,11 +52,18 @@ def check_origin(request: Request, settings: Settings) -> None:
         referer = request.headers.get("referer")
         if referer is None:
             raise Forbidden("cross-site request refused: no Origin or Referer header")
-        parts = urlsplit(referer)
+        try:
+            parts = urlsplit(referer)
+        except ValueError:
+            raise Forbidden("cross-site request refused: the Referer is not a URL") from None
         origin = f"{parts.scheme}://{parts.netloc}"
     origin = origin.rstrip("/")
     host = request.headers.get("host", "")
-    if urlsplit(origin).netloc == host or origin in settings.cors_origins:
+    try:
+        netloc = urlsplit(origin).netloc
+    except ValueError:
+        raise Forbidden("cross-site request refused: the Origin is not a URL") from None
+    if netloc == host or origin in settings.cors_origins:
         return
     raise Forbidden(f"cross-site request refused: origin {origin} is not allowed")
 

@@ -43,13 +43,38 @@ def decode_cursor(cursor: str, value_type: type) -> tuple[Any, UUID]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         value, row_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if value_type is datetime:
-            value = datetime.fromisoformat(value["t"])
-        elif not isinstance(value, value_type) or isinstance(value, bool):
-            raise TypeError(value)
-        return value, UUID(row_id)
+        if not isinstance(row_id, str):
+            raise TypeError(row_id)
+        return _sort_value(value, value_type), UUID(row_id)
     except (ValueError, TypeError, KeyError, binascii.Error):
         raise InvalidValue("cursor", "is not a cursor of this list") from None
+
+
+_BIGINT = 2**63
+
+
+def _sort_value(value: Any, value_type: type) -> Any:
+    """``value`` if it is one this list's sort column could hold, else ValueError or TypeError.
+
+    A cursor comes back from the client, so it is checked as input: a value the
+    database cannot bind (an integer past 64 bits, text with NUL or a lone
+    surrogate, a time that overflows on conversion to UTC) would otherwise be
+    a 500 rather than a 422.
+    """
+    if value_type is datetime:
+        moment = datetime.fromisoformat(value["t"])
+        if moment.tzinfo is None or not 1 < moment.year < 9999:
+            raise ValueError(value)
+        return moment
+    if not isinstance(value, value_type) or isinstance(value, bool):
+        raise TypeError(value)
+    if isinstance(value, int) and not -_BIGINT <= value < _BIGINT:
+        raise ValueError(value)
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError(value)
+    if isinstance(value, str):
+        value.encode()  # UnicodeEncodeError (a ValueError) for a lone surrogate
+    return value
 
 
 def after(

@@ -25,7 +25,9 @@ def reads_from(*projections: str) -> Callable[[Request, ContainerDep], Awaitable
         raw = request.headers.get(MIN_POSITION_HEADER)
         if raw is None:
             return
-        if not raw.strip().isdigit():
+        raw = raw.strip()
+        # isdigit() alone also accepts digits int() refuses, such as "²".
+        if not (raw.isascii() and raw.isdigit()):
             raise ApiError(
                 422,
                 "validation_error",
