@@ -30,6 +30,7 @@ from tests.support.accounts import (
     API,
     PASSWORD,
     ResponseLog,
+    Tokens,
     bearer_login,
     login,
     origin_of,
@@ -201,6 +202,65 @@ def test_open_sessions_are_listed_and_a_revoked_one_can_no_longer_be_used(
     client.cookies.clear()  # a refresh cookie would take precedence over the JSON body
     again = client.post(f"{AUTH}/refresh", json={"refresh_token": phone.refresh_token})
     assert again.status_code == 401
+
+
+def session_of(tokens: Tokens) -> str:
+    """The id of the session the tokens belong to (the access token's ``sid``)."""
+    sid: str = jwt.decode(tokens.access_token, options={"verify_signature": False})["sid"]
+    return sid
+
+
+def test_sessions_page_newest_first_each_exactly_once(serve: Serve) -> None:
+    client = serve(page_limit_default=3, page_limit_max=4)
+    register(client, "alice")
+    phones = [bearer_login(client, "alice") for _ in range(8)]
+    me = phones[-1]
+    opened = {session_of(t) for t in phones}
+    wait = {**me.headers, "X-Min-Position": str(me.position)}
+
+    def page(limit: int | None, cursor: str | None) -> dict[str, Any]:
+        params: dict[str, str | int] = {} if limit is None else {"limit": limit}
+        if cursor is not None:
+            params["cursor"] = cursor
+        response = client.get(f"{AUTH}/sessions", params=params, headers=wait)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    for limit, sizes in [(None, [3, 3, 2]), (4, [4, 4]), (1, [1] * 8)]:
+        seen: list[dict[str, Any]] = []
+        cursor: str | None = None
+        for index, size in enumerate(sizes):
+            body = page(limit, cursor)
+            assert len(body["items"]) == size, (limit, index)
+            seen.extend(body["items"])
+            cursor = body["next_cursor"]
+            # The last page, and only it, says there is no next one.
+            assert (cursor is None) == (index == len(sizes) - 1), (limit, index)
+        ids = [item["id"] for item in seen]
+        assert len(ids) == len(set(ids)) and set(ids) == opened
+        keys = [(datetime.fromisoformat(item["created_at"]), UUID(item["id"])) for item in seen]
+        assert keys == sorted(keys, reverse=True)
+        assert [item["id"] for item in seen if item["current"]] == [session_of(me)]
+
+
+def test_sessions_refuse_a_limit_above_the_cap_and_a_forged_cursor(serve: Serve) -> None:
+    client = serve(page_limit_default=3, page_limit_max=4)
+    register(client, "alice")
+    me = bearer_login(client, "alice")
+    forged_value = base64.urlsafe_b64encode(b'[{"t": "soon"}, "x"]').decode()
+    for params in [
+        {"limit": 5},
+        {"limit": 0},
+        {"cursor": "garbage"},
+        {"cursor": "!!!"},
+        {"cursor": forged_value},
+        {"cursor": "x" * 1001},
+    ]:
+        response = client.get(f"{AUTH}/sessions", params=params, headers=me.headers)
+        assert response.status_code == 422, (params, response.text)
+        assert error_of(response)["code"] == "validation_error", params
+    assert client.get(f"{AUTH}/sessions", params={"limit": 4}, headers=me.headers).is_success
 
 
 def test_logout_clears_both_cookies_and_closes_the_session(client: TestClient) -> None:
@@ -460,6 +520,22 @@ def test_a_body_that_is_not_json_is_a_validation_error(client: TestClient) -> No
         )
         assert response.status_code == 422, path
         assert error_of(response)["code"] == "validation_error"
+
+
+DEEPLY_NESTED = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize("route", ["login", "token", "refresh"])
+def test_a_json_body_nested_too_deeply_is_a_validation_error(
+    client: TestClient, route: str
+) -> None:
+    response = client.post(
+        f"{AUTH}/{route}", content=DEEPLY_NESTED, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    error = error_of(response)
+    assert error["code"] == "validation_error"
+    assert [f["field"] for f in error["fields"]] == ["body"]
 
 
 def test_validation_errors_list_the_offending_fields(client: TestClient) -> None:

@@ -16,8 +16,9 @@ from application.sessions import SignedIn
 from infrastructure.bootstrap import Container
 from interfaces.http.commands.responses import POSITION_HEADER, committed_response
 from interfaces.http.deps import AppDep, ContainerDep, QueriesDep
-from interfaces.http.errors import ApiError
+from interfaces.http.errors import ApiError, unparseable_body
 from interfaces.http.queries.consistency import reads_from
+from interfaces.http.queries.params import Cursor, Limit, page_limit
 from interfaces.http.security import (
     REFRESH_COOKIE,
     CurrentCaller,
@@ -109,6 +110,10 @@ class SessionList(BaseModel):
     next_cursor: str | None = None
 
 
+# json.loads raises RecursionError, not ValueError, for a body nested past its limit.
+_TOO_DEEP = "is nested too deeply"
+
+
 async def _credentials(request: Request) -> Credentials:
     """Read credentials from an OAuth2-style form or a JSON body."""
     content_type = request.headers.get("content-type", "")
@@ -131,6 +136,8 @@ async def _credentials(request: Request) -> Credentials:
         raise ApiError(
             422, "validation_error", "send the credentials as a form or a JSON object"
         ) from None
+    except RecursionError:
+        raise unparseable_body(_TOO_DEEP) from None
 
 
 def _access_token(container: Container, signed_in: SignedIn) -> tuple[str, datetime, int]:
@@ -226,6 +233,8 @@ async def refresh(request: Request, container: ContainerDep) -> Response:
         body = RefreshBody.model_validate(await request.json())
     except (ValueError, ValidationError):
         raise Unauthenticated("no refresh token") from None
+    except RecursionError:
+        raise unparseable_body(_TOO_DEEP) from None
     committed = await run_in_threadpool(container.app.refresh_session, body.refresh_token)
     return _token_response(container, committed.value, committed.position)
 
@@ -266,9 +275,20 @@ def session(caller: CurrentCaller, app: AppDep) -> SessionState:
     dependencies=[Depends(reads_from("sessions"))],
     summary="The caller's open sessions",
 )
-def sessions(caller: CurrentCaller, queries: QueriesDep, container: ContainerDep) -> SessionList:
-    """Open (not revoked, not expired) sessions, newest first."""
-    rows = queries.sessions.open_sessions(caller.user_id, container.clock.now())
+def sessions(
+    caller: CurrentCaller,
+    queries: QueriesDep,
+    container: ContainerDep,
+    cursor: Cursor = None,
+    limit: Limit = None,
+) -> SessionList:
+    """Open (not revoked, not expired) sessions, newest first; ``next_cursor`` pages on."""
+    page = queries.sessions.open_page(
+        caller.user_id,
+        container.clock.now(),
+        cursor=cursor,
+        limit=page_limit(limit, container),
+    )
     return SessionList(
         items=[
             SessionItem(
@@ -280,8 +300,9 @@ def sessions(caller: CurrentCaller, queries: QueriesDep, container: ContainerDep
                 expires_at=r.expires_at,
                 current=r.id == caller.session_id,
             )
-            for r in rows
-        ]
+            for r in page.items
+        ],
+        next_cursor=page.next_cursor,
     )
 
 
