@@ -97,5 +97,6 @@ class AccessTokens:
                 roles=frozenset(str(r) for r in payload.get("roles", [])),
                 expires_at=datetime.fromtimestamp(int(payload["exp"]), tz=UTC),
             )
-        except (jwt.PyJWTError, ValueError, TypeError, KeyError) as error:
+        # OverflowError, OSError: an exp beyond datetime's range (only our key can sign one).
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError, OverflowError, OSError) as error:
             raise InvalidToken(str(error)) from None

@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
+import jwt
 import pytest
 
 from infrastructure.tokens import AccessTokens, InvalidToken
@@ -37,3 +38,13 @@ def test_a_forged_token_is_refused_every_time() -> None:
     with pytest.raises(InvalidToken):
         other.verify(token)
     assert time.time() < tokens.verify(token).expires_at.timestamp()
+
+
+@pytest.mark.parametrize("exp", [2**70, 10**20, 1e300])
+def test_a_signed_token_expiring_past_the_calendar_is_refused(exp: float) -> None:
+    key = "k" * 48
+    tokens = AccessTokens(key, timedelta(seconds=60))
+    claims = {"sub": str(uuid4()), "sid": str(uuid4()), "iat": int(time.time()), "exp": exp}
+    token = jwt.encode({**claims, "aud": "theplaylist"}, key, algorithm="HS256")
+    with pytest.raises(InvalidToken):
+        tokens.verify(token)
