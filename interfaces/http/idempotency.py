@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import tempfile
 import time
 from datetime import timedelta
@@ -54,17 +55,50 @@ def _valid_key(key: str) -> bool:
     return 1 <= len(key) <= 255 and all(0x21 <= ord(ch) <= 0x7E for ch in key)
 
 
-class _Spool:
-    """The request body, kept to be fingerprinted and then replayed to the app."""
+_BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
 
-    def __init__(self) -> None:
-        self.digest = hashlib.sha256()
+
+def _form_boundary(content_type: str) -> bytes | None:
+    """The multipart boundary a ``Content-Type`` names, or None."""
+    if not content_type.lower().startswith("multipart/"):
+        return None
+    found = _BOUNDARY.search(content_type)
+    return None if found is None else found.group(1).encode("latin-1")
+
+
+class _Spool:
+    """The request body, kept to be fingerprinted and then replayed to the app.
+
+    A multipart body is fingerprinted without its boundary: clients draw a new
+    one for every request, retries included, and a retry must match its first try.
+    """
+
+    def __init__(self, boundary: bytes | None) -> None:
+        self._digest = hashlib.sha256()
+        self._delimiter = b"--" + boundary if boundary else b""
+        self._tail = b""
         self._memory: list[bytes] = []
         self._size = 0
         self._file: IO[bytes] | None = None
 
+    def _fingerprint(self, chunk: bytes) -> None:
+        if not self._delimiter:
+            self._digest.update(chunk)
+            return
+        # A delimiter may straddle two chunks: hold back what could start one.
+        data = (self._tail + chunk).replace(self._delimiter, b"")
+        keep = len(self._delimiter) - 1
+        self._digest.update(data[:-keep])
+        self._tail = data[-keep:]
+
+    def digest(self) -> bytes:
+        """The body's SHA-256 (boundaries left out), once it is all written."""
+        self._digest.update(self._tail)
+        self._tail = b""
+        return self._digest.digest()
+
     async def write(self, chunk: bytes) -> None:
-        self.digest.update(chunk)
+        self._fingerprint(chunk)
         self._size += len(chunk)
         if self._file is None and self._size <= _SPOOL_IN_MEMORY:
             self._memory.append(chunk)
@@ -117,7 +151,7 @@ class IdempotencyMiddleware:
             await self.app(scope, receive, send)
             return
         store = container.idempotency
-        spool = _Spool()
+        spool = _Spool(_form_boundary(headers.get("content-type", "")))
         try:
             try:
                 more = True
@@ -135,8 +169,8 @@ class IdempotencyMiddleware:
                 scope["method"].encode(),
                 scope["path"].encode(),
                 scope.get("query_string", b""),
-                headers.get("content-type", "").encode(),
-                spool.digest.digest(),
+                headers.get("content-type", "").partition(";")[0].strip().lower().encode(),
+                spool.digest(),
             )
             await self._handle(scope, receive, send, container, ref, fingerprint, spool)
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from collections.abc import Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
@@ -12,12 +13,16 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from infrastructure.bootstrap import Container
 from infrastructure.idempotency import Outcome, StoredResponse
 from infrastructure.settings import Settings
 from interfaces.http.combined import Combined
-from interfaces.http.idempotency import IdempotencyMiddleware
+from interfaces.http.idempotency import IdempotencyMiddleware, _Spool
+from tests.support.audio import unique_wav
 
 PASSWORD = "correct horse battery"
 
@@ -110,6 +115,67 @@ def test_concurrent_requests_with_one_key_run_once_and_all_get_its_response(
     assert len({position for _, _, position in outcomes}) == 1
     # One registration: the user, its username claim and its email claim.
     assert head(client) == before + 3
+
+
+def multipart(boundary: str, fields: dict[str, str], filename: str, data: bytes) -> bytes:
+    """A ``multipart/form-data`` body with this boundary."""
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        "Content-Type: audio/wav\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+    )
+    return b"".join(parts) + f"--{boundary}--\r\n".encode()
+
+
+def test_a_retried_upload_is_the_same_request_whatever_boundary_the_client_draws(
+    client: TestClient,
+) -> None:
+    helen = token(client, "helen")
+    wav = unique_wav(7)
+
+    def send(boundary: str, title: str) -> Any:
+        return client.post(
+            "/api/v1/tracks",
+            content=multipart(boundary, {"title": title}, "tone.wav", wav),
+            headers={
+                **helen,
+                "Content-Type": f"multipart/form-data; boundary={boundary}",
+                "Idempotency-Key": "upload-tone",
+            },
+        )
+
+    first = send("first-try-4f1c", "Tone")
+    assert first.status_code == 201
+    reached = head(client)
+    again = send("retry-9b7e2d0a", "Tone")
+    assert again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    other = send("retry-9b7e2d0a", "Another title")
+    assert other.status_code == 422
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+    assert head(client) == reached
+
+
+@given(cuts=st.lists(st.integers(0, 400), max_size=6), boundary=st.sampled_from(["b1", "zz-9f"]))
+@hyp_settings(max_examples=60, deadline=None)
+def test_a_multipart_fingerprint_depends_neither_on_the_boundary_nor_on_the_chunking(
+    cuts: list[int], boundary: str
+) -> None:
+    def digest(boundary: str, cuts: list[int]) -> bytes:
+        body = multipart(boundary, {"title": "Tone"}, "tone.wav", unique_wav(3, milliseconds=20))
+        spool = _Spool(boundary.encode())
+        edges = [0, *sorted(cuts), len(body)]
+        for start, end in itertools.pairwise(edges):
+            asyncio.run(spool.write(body[start:end]))
+        return spool.digest()
+
+    assert digest(boundary, cuts) == digest("reference-boundary", [])
 
 
 def test_an_invalid_key_is_refused(client: TestClient) -> None:
