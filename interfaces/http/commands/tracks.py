@@ -60,15 +60,16 @@ class TrackEdit(BaseModel):
 def _year(raw: str | None) -> int | None:
     if raw is None or not raw.strip():
         return None
-    try:
-        return int(raw.strip())
-    except ValueError:
-        raise ApiError(
-            422,
-            "validation_error",
-            "year: must be a whole number",
-            fields=[{"field": "year", "message": "must be a whole number"}],
-        ) from None
+    text = raw.strip()
+    # int() alone also reads "2_000", "+2000" and digits of other scripts ("٢٠٢٠").
+    if text.isascii() and text.isdigit():
+        return int(text)
+    raise ApiError(
+        422,
+        "validation_error",
+        "year: must be a whole number",
+        fields=[{"field": "year", "message": "must be a whole number"}],
+    )
 
 
 @router.post(
