@@ -36,8 +36,13 @@ async def noop() -> dict[str, bool]:
 
 
 def app_from_env() -> Any:
-    """The app named by ``BENCH_KIND``: what each worker process builds."""
-    return make_app(os.environ["BENCH_KIND"])
+    """The app named by ``BENCH_KIND``: what each worker process builds.
+
+    Wrapped like the apps of ``theplaylist serve*`` (see ``interfaces.http.serving``).
+    """
+    from interfaces.http.serving import FrozenAfterStartup
+
+    return FrozenAfterStartup(make_app(os.environ["BENCH_KIND"]))
 
 
 def make_app(kind: str) -> Any:

