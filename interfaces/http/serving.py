@@ -140,4 +140,8 @@ def run_factory(factory: str, host: str, port: int, workers: int = 1) -> None:
         if not server.started:
             sys.exit(STARTUP_FAILURE)
         return
-    Multiprocess(config, sockets=[sock]).run()
+    supervisor = Multiprocess(config, sockets=[sock])
+    supervisor.run()
+    # The supervisor stops when a worker fails to start, but returns as if stopped on purpose.
+    if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
+        sys.exit(STARTUP_FAILURE)

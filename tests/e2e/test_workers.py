@@ -64,6 +64,20 @@ def test_a_busy_port_stops_the_service_with_a_message(
     assert "Traceback" not in stopped.stderr
 
 
+def test_workers_that_fail_to_start_stop_the_service_with_a_failure_status(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # Nothing listens on port 1: every worker fails its start-up on the database.
+    env = settings_env(
+        make_settings("sqlite", tmp_path, request),
+        database_url="postgresql://nobody:secret@127.0.0.1:1/theplaylist",
+    )
+    for service in ("serve-commands", "serve-queries"):
+        stopped = run_cli([service, "--port", str(free_port()), "--workers", "2"], env, tmp_path)
+        assert stopped.returncode == 3, (service, stopped.stderr[-2000:])
+        assert "failed to start" in stopped.stderr
+
+
 def test_command_workers_need_postgres(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     env = settings_env(make_settings("sqlite", tmp_path, request))
     refused = run_cli(
