@@ -19,6 +19,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _MIN_SECRET_LENGTH = 32
 _URI_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
+# Upper bound of the spans that become timedeltas or cookie/token expiry dates:
+# far beyond any sensible value, far below where datetime arithmetic overflows.
+_TEN_YEARS_SECONDS = 10 * 365 * 24 * 3600
+# S3's largest part and largest single PUT: beyond it uploads fail at the bucket.
+_S3_MAX_PART_BYTES = 5 * 1024 * 1024 * 1024
+# Argon2 needs 8 KiB of memory per lane (argon2-cffi: "Memory cost is too small").
+_ARGON2_KIB_PER_LANE = 8
 
 
 class Settings(BaseSettings):
@@ -47,8 +54,12 @@ class Settings(BaseSettings):
     # How long a presigned URL stays valid (SigV4 allows at most 7 days).
     s3_presign_ttl_seconds: int = Field(300, ge=1, le=7 * 24 * 3600)
     # Multipart uploads above this size, in parts of this size (S3 needs >= 5 MiB parts).
-    s3_multipart_threshold_bytes: int = Field(64 * 1024 * 1024, ge=5 * 1024 * 1024)
-    s3_multipart_chunk_bytes: int = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024)
+    s3_multipart_threshold_bytes: int = Field(
+        64 * 1024 * 1024, ge=5 * 1024 * 1024, le=_S3_MAX_PART_BYTES
+    )
+    s3_multipart_chunk_bytes: int = Field(
+        8 * 1024 * 1024, ge=5 * 1024 * 1024, le=_S3_MAX_PART_BYTES
+    )
     s3_max_concurrency: int = Field(4, ge=1, le=32)
     # Blob storage calls: consecutive failures that open the circuit breaker, how long it
     # stays open before a trial call, and a time limit per kind of call.
@@ -59,7 +70,7 @@ class Settings(BaseSettings):
     storage_read_timeout_seconds: float = Field(10.0, gt=0, le=3600)
     storage_delete_timeout_seconds: float = Field(10.0, gt=0, le=3600)
     # Blobs younger than this are left alone by `storage gc` (uploads may be in flight).
-    storage_gc_grace_seconds: int = Field(3600, ge=0)
+    storage_gc_grace_seconds: int = Field(3600, ge=0, le=_TEN_YEARS_SECONDS)
     # Accepted audio, judged by content (canonical MIME types, comma-separated).
     allowed_audio_types: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: [
@@ -88,25 +99,29 @@ class Settings(BaseSettings):
     cookie_samesite: Literal["lax", "strict", "none"] = "lax"
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    access_token_ttl_seconds: int = Field(900, ge=30)
-    access_token_renew_within_seconds: int = Field(300, ge=0)
-    refresh_token_ttl_seconds: int = Field(30 * 24 * 3600, ge=60)
+    access_token_ttl_seconds: int = Field(900, ge=30, le=_TEN_YEARS_SECONDS)
+    access_token_renew_within_seconds: int = Field(300, ge=0, le=_TEN_YEARS_SECONDS)
+    refresh_token_ttl_seconds: int = Field(30 * 24 * 3600, ge=60, le=_TEN_YEARS_SECONDS)
 
-    username_min_length: int = Field(3, ge=1)
+    username_min_length: int = Field(3, ge=1, le=128)
     username_max_length: int = Field(32, ge=1, le=128)
     username_pattern: str = r"^[A-Za-z0-9_.-]+$"
     email_max_length: int = Field(254, ge=6)
-    password_min_length: int = Field(8, ge=1)
+    password_min_length: int = Field(8, ge=1, le=4096)
     password_max_length: int = Field(256, ge=8, le=4096)
 
-    argon2_time_cost: int = Field(3, ge=1)
-    argon2_memory_cost_kib: int = Field(65536, ge=8)
-    argon2_parallelism: int = Field(4, ge=1)
+    # Bounded so that hashing stays possible: every login and the decoy hash at
+    # start-up pay time_cost passes over memory_cost_kib (4 GiB at most), and
+    # argon2 itself takes no more than 32-bit values.
+    argon2_time_cost: int = Field(3, ge=1, le=100)
+    argon2_memory_cost_kib: int = Field(65536, ge=8, le=4 * 1024 * 1024)
+    argon2_parallelism: int = Field(4, ge=1, le=255)
 
     max_track_bytes: int = Field(104_857_600, ge=1)
     max_json_body_bytes: int = Field(1_048_576, ge=1024)
-    page_limit_default: int = Field(20, ge=1)
-    page_limit_max: int = Field(100, ge=1)
+    # Both end up in SQL LIMIT clauses, which take 64-bit integers at most.
+    page_limit_default: int = Field(20, ge=1, le=100_000)
+    page_limit_max: int = Field(100, ge=1, le=100_000)
 
     playlist_name_max_length: int = Field(100, ge=1, le=1000)
     playlist_description_max_length: int = Field(2000, ge=0, le=100_000)
@@ -140,6 +155,41 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _refuse_empty_data_dir(cls, value: object) -> object:
+        # Path("") is the current directory: an unset variable would scatter
+        # the databases wherever the command happens to run.
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must not be empty (use . for the current directory)")
+        return value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand_data_dir(cls, value: Path) -> Path:
+        # A quoted "~/x" reaches us unexpanded; taken literally it makes a "~" directory.
+        try:
+            return value.expanduser()
+        except RuntimeError as error:
+            raise ValueError(f"cannot expand {str(value)!r}: {error}") from None
+
+    @field_validator("secret_key")
+    @classmethod
+    def _refuse_blank_secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # An unexpanded variable would otherwise sign every token with an empty key.
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be empty; leave it unset to use a generated key")
+        return value
+
+    @field_validator("username_pattern")
+    @classmethod
+    def _compile_username_pattern(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as error:
+            raise ValueError(f"is not a valid regular expression: {error}") from None
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -186,6 +236,7 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL")
+        _check_port(value)
         return value.rstrip("/")
 
     @field_validator("database_url")
@@ -196,6 +247,7 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in {"postgresql", "postgres"} or not parts.hostname:
             raise ValueError("must be a postgresql://user:password@host:port/dbname URL")
+        _check_port(value)
         if not parts.path.strip("/"):
             raise ValueError("must name a database: postgresql://.../dbname")
         return value
@@ -204,6 +256,16 @@ class Settings(BaseSettings):
     def _check_consistency(self) -> Settings:
         if self.page_limit_default > self.page_limit_max:
             raise ValueError("THEPLAYLIST_PAGE_LIMIT_DEFAULT must not exceed PAGE_LIMIT_MAX")
+        if self.username_min_length > self.username_max_length:
+            raise ValueError("THEPLAYLIST_USERNAME_MIN_LENGTH must not exceed USERNAME_MAX_LENGTH")
+        if self.password_min_length > self.password_max_length:
+            raise ValueError("THEPLAYLIST_PASSWORD_MIN_LENGTH must not exceed PASSWORD_MAX_LENGTH")
+        if self.argon2_memory_cost_kib < _ARGON2_KIB_PER_LANE * self.argon2_parallelism:
+            raise ValueError(
+                "THEPLAYLIST_ARGON2_MEMORY_COST_KIB must be at least "
+                f"{_ARGON2_KIB_PER_LANE} x THEPLAYLIST_ARGON2_PARALLELISM "
+                f"({_ARGON2_KIB_PER_LANE * self.argon2_parallelism} here)"
+            )
         if self.storage == "s3" and not self.s3_bucket:
             raise ValueError("THEPLAYLIST_S3_BUCKET is required when THEPLAYLIST_STORAGE=s3")
         if self.stream_delivery == "x-accel-redirect" and self.storage != "disk":
@@ -219,7 +281,7 @@ class Settings(BaseSettings):
             )
         if self.production:
             key = self.secret_key.get_secret_value() if self.secret_key else ""
-            if len(key) < _MIN_SECRET_LENGTH or len(set(key)) < 10:
+            if not _strong_enough(key):
                 raise ValueError(
                     "THEPLAYLIST_SECRET_KEY is required in production: at least "
                     f"{_MIN_SECRET_LENGTH} random characters"
@@ -228,6 +290,10 @@ class Settings(BaseSettings):
                 raise ValueError("THEPLAYLIST_COOKIE_SECURE=false is refused in production")
             if self.database_url is None:
                 raise ValueError("THEPLAYLIST_DATABASE_URL is required in production")
+        elif self.secret_key is None and os.path.lexists(self._key_file):
+            # Checked now, not when the first token is signed: a broken key file
+            # must stop start-up with a message, not fail a command halfway.
+            _read_key_file(self._key_file)
         return self
 
     @property
@@ -252,12 +318,13 @@ class Settings(BaseSettings):
         """The token-signing key: the configured one, else one kept under the data dir.
 
         The generated key is created once (mode 0600) and reused, so tokens survive
-        restarts of the embedded default.
+        restarts of the embedded default. A kept key that is unreadable, empty or
+        weak raises ValueError (validation refuses it already at start-up).
         """
         if self.secret_key is not None:
             return self.secret_key.get_secret_value()
-        path = self.data_dir / "secret_key"
-        if not path.exists():
+        path = self._key_file
+        if not os.path.lexists(path):
             self.data_dir.mkdir(parents=True, exist_ok=True)
             candidate = self.data_dir / f".secret_key.{secrets.token_hex(8)}"
             candidate.write_text(secrets.token_urlsafe(48))
@@ -266,4 +333,45 @@ class Settings(BaseSettings):
             with contextlib.suppress(FileExistsError):
                 os.link(candidate, path)
             candidate.unlink()
-        return path.read_text().strip()
+        return _read_key_file(path)
+
+    @property
+    def _key_file(self) -> Path:
+        # Where the generated key lives when THEPLAYLIST_SECRET_KEY is unset.
+        return self.data_dir / "secret_key"
+
+
+def _strong_enough(key: str) -> bool:
+    # Long and varied enough to be random, not a word or a repeated character.
+    return len(key) >= _MIN_SECRET_LENGTH and len(set(key)) >= 10
+
+
+def _check_port(url: str) -> None:
+    # urlsplit parses lazily: a bad port only raises when .port is read, which
+    # would otherwise happen at the first connection, far from start-up.
+    try:
+        port = urlsplit(url).port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError("has an invalid port: it must be a number from 1 to 65535")
+
+
+def _read_key_file(path: Path) -> str:
+    """The token-signing key kept in ``path``, refused unless it looks generated."""
+    advice = "remove it to have a new key generated, or set THEPLAYLIST_SECRET_KEY"
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "it is not text"
+        raise ValueError(
+            f"THEPLAYLIST_SECRET_KEY is unset and its key file {path} cannot be read "
+            f"({reason}); {advice}"
+        ) from None
+    if not _strong_enough(key):
+        raise ValueError(
+            f"THEPLAYLIST_SECRET_KEY is unset and its key file {path} holds "
+            f"{'no key' if not key else 'a key too weak to sign tokens'} (at least "
+            f"{_MIN_SECRET_LENGTH} random characters are needed); {advice}"
+        )
+    return key
