@@ -8,14 +8,16 @@ import sys
 import threading
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from uuid import UUID
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 
-from infrastructure.bootstrap import Container, build
+from application.unit_of_work import Committed
+from infrastructure.bootstrap import Container
 from infrastructure.settings import Settings
+from interfaces.cli_support import console, decodable_log, errors, fail, open_container
 from interfaces.http.serving import run
 from interfaces.logging import configure_logging
 from interfaces.operations_cli import audit_cli, projections_rebuild
@@ -36,11 +38,8 @@ cli.add_typer(audit_cli, name="audit")
 projections_cli.command("rebuild")(projections_rebuild)
 cli.add_typer(storage_cli, name="storage")
 
-console = Console()
-errors = Console(stderr=True)
-
 Host = Annotated[str, typer.Option(help="Interface to listen on.")]
-Port = Annotated[int, typer.Option(help="Port to listen on.")]
+Port = Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")]
 
 
 def load_settings() -> Settings:
@@ -53,6 +52,11 @@ def load_settings() -> Settings:
             where = f"THEPLAYLIST_{name}" if name else "settings"
             errors.print(f"[red]invalid setting {where}[/red]: {item['msg']}")
         raise typer.Exit(2) from None
+    except UnicodeDecodeError as error:
+        # Only a settings file is decoded (the environment arrives as str).
+        env_file = Settings.model_config.get("env_file")
+        bad = error.object[error.start : error.start + 1].hex()
+        fail(f"cannot read the settings file {env_file}: not UTF-8 (byte 0x{bad})", 2)
     configure_logging(settings.log_level, settings.log_format)
     return settings
 
@@ -95,7 +99,7 @@ def serve_queries(host: Host = "127.0.0.1", port: Port = 8002, workers: Workers 
 @projections_cli.command("run")
 def projections_run() -> None:
     """Run every projector until interrupted (SIGINT or SIGTERM)."""
-    container = build(load_settings())
+    container = open_container(load_settings())
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -139,9 +143,10 @@ def projections_status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Name, position, log head and lag of each projection."""
-    container = build(load_settings())
+    container = open_container(load_settings(), existing=True)
     try:
-        rows = projection_status(container)
+        with decodable_log():
+            rows = projection_status(container)
     finally:
         container.close()
     if as_json:
@@ -159,17 +164,18 @@ def projections_status(
     console.print(table)
 
 
-Role = Annotated[str, typer.Argument(help="auditor or admin")]
+Username = Annotated[str, typer.Argument(metavar="USERNAME", help="The user, in any case.")]
+Role = Annotated[str, typer.Argument(metavar="ROLE", help="auditor or admin")]
 
 
 @users_cli.command("grant-role")
-def grant_role(username: str, role: Role) -> None:
+def grant_role(username: Username, role: Role) -> None:
     """Give USERNAME the role ROLE."""
     _change_role(username, role, grant=True)
 
 
 @users_cli.command("revoke-role")
-def revoke_role(username: str, role: Role) -> None:
+def revoke_role(username: Username, role: Role) -> None:
     """Take the role ROLE away from USERNAME."""
     _change_role(username, role, grant=False)
 
@@ -178,20 +184,61 @@ def _change_role(username: str, role: str, *, grant: bool) -> None:
     from application.errors import NotFound
     from domain.errors import InvalidValue
 
-    container = build(load_settings())
+    for name, value in (("USERNAME", username), ("ROLE", role)):
+        _require_text(name, value)
+    container = open_container(load_settings())
     try:
         change = container.app.grant_role if grant else container.app.revoke_role
-        committed = change(username, role)
+        with decodable_log():
+            head = container.app.head
+            committed = change(username, role)
+            changed = _recorded_role_change(container, head, committed, role, grant=grant)
     except NotFound as error:
-        errors.print(f"[red]{error}[/red]")
-        raise typer.Exit(1) from None
+        fail(str(error))
     except InvalidValue as error:
-        errors.print(f"[red]{error.field} {error}[/red]")
-        raise typer.Exit(1) from None
+        fail(f"{error.field} {error}")
     finally:
         container.close()
+    if not changed:
+        state = "already has" if grant else "does not have"
+        console.print(f"{username} {state} the role {role}: nothing changed")
+        return
     verb = "granted to" if grant else "revoked from"
     console.print(f"role {role} {verb} {username} (position {committed.position})")
+
+
+def _require_text(name: str, value: str) -> None:
+    # Bytes that are not UTF-8 reach argv as lone surrogates, which no store can encode.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        fail(f"{name} is not valid UTF-8 text", 2)
+
+
+def _recorded_role_change(
+    container: Container, head: int, committed: Committed[UUID], role: str, *, grant: bool
+) -> bool:
+    """Whether the command recorded the change, HEAD being the log's head before it.
+
+    A command that changed nothing reports the head's position instead of its
+    own event's: the head from before (which may be this very change, made
+    earlier), or an event another writer appended since.
+    """
+    from eventsourcing.utils import get_topic
+
+    from domain.users import User
+
+    if committed.position <= head:
+        return False
+    notes = container.app.recorder.select_notifications(start=committed.position, limit=1)
+    if not notes or notes[0].id != committed.position:
+        return False
+    note = notes[0]
+    kind = User.RoleGranted if grant else User.RoleRevoked
+    if str(note.originator_id) != str(committed.value) or note.topic != get_topic(kind):
+        return False
+    event: Any = container.app.mapper.to_domain_event(note)
+    return bool(event.role == role)
 
 
 def main() -> None:

@@ -7,16 +7,19 @@ Long reads show a progress bar on stderr, so stdout stays clean for
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import secrets
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -26,12 +29,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from infrastructure.bootstrap import Container
+from interfaces.cli_support import console, decodable_log, errors, fail, open_container
+
 audit_cli = typer.Typer(help="Read and check the event log.", no_args_is_help=True)
 
-console = Console()
-errors = Console(stderr=True)
-
-_ANCHOR = re.compile(r"^(\d+):([0-9a-f]{64})$")
+# ASCII digits only: \d would take other scripts' digits, which int() reads too.
+_ANCHOR = re.compile(r"([0-9]+):([0-9a-f]{64})")
 
 
 @contextmanager
@@ -66,17 +70,10 @@ def audit_verify(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Recompute the integrity chain of the whole log; exit 1 if it is broken."""
-    from infrastructure.bootstrap import build
     from interfaces.cli import load_settings
 
-    parsed = None
-    if anchor is not None:
-        match = _ANCHOR.match(anchor.strip().lower())
-        if match is None:
-            errors.print("[red]--anchor must be POSITION:HASH (64 hex digits)[/red]")
-            raise typer.Exit(2)
-        parsed = (int(match[1]), bytes.fromhex(match[2]))
-    container = build(load_settings())
+    parsed = None if anchor is None else _parse_anchor(anchor)
+    container = open_container(load_settings(), existing=True)
     try:
         with progress_bar("verifying") as update:
             report = container.audit.verify(anchor=parsed, progress=update)
@@ -109,31 +106,72 @@ def audit_verify(
         raise typer.Exit(1)
 
 
+def _parse_anchor(anchor: str) -> tuple[int, bytes]:
+    match = _ANCHOR.fullmatch(anchor.strip().lower())
+    # Positions start at 1: an anchor at 0 would name no event and check nothing.
+    if match is None or int(match[1]) < 1:
+        fail("--anchor must be POSITION:HASH (a position from 1, 64 hex digits)", 2)
+    return int(match[1]), bytes.fromhex(match[2])
+
+
 @audit_cli.command("export")
 def audit_export(
     out: Annotated[Path, typer.Option("--out", help="The JSON Lines file to write.")],
 ) -> None:
-    """Write the whole log as JSON Lines, one event per line, in batches (constant memory)."""
-    from infrastructure.bootstrap import build
+    """Write the whole log as JSON Lines, one event per line, in batches (constant memory).
+
+    The file is written beside OUT under a temporary name and renamed over OUT
+    once complete: a failed export leaves the previous one as it was.
+    """
     from interfaces.cli import load_settings
 
-    container = build(load_settings())
-    count = 0
+    if str(out) == "-":
+        fail("--out must name a file (standard output is not supported)", 2)
+    if out.is_dir():
+        fail(f"cannot write {out}: it is a directory")
+    container = open_container(load_settings(), existing=True)
     try:
-        with out.open("w", encoding="utf-8") as file, progress_bar("exporting") as update:
-            for event in container.audit.stream(progress=update):
-                file.write(json.dumps(event.as_json(), separators=(",", ":")) + "\n")
-                count += 1
+        count = _export(container, out)
     except OSError as error:
-        errors.print(f"[red]cannot write {out}: {error.strerror}[/red]")
-        raise typer.Exit(1) from None
+        fail(f"cannot write {out}: {error.strerror or error}")
     finally:
         container.close()
     console.print(f"{count} events written to {out}")
 
 
+def _export(container: Container, out: Path) -> int:
+    temporary = out.with_name(f".{out.name}.{secrets.token_hex(4)}.tmp")
+    # Exclusive creation: a leftover of the same name is never reused.
+    with open(temporary, "x", encoding="utf-8") as file:
+        try:
+            count = _write_log(container, file)
+            file.flush()
+            # On disk before the rename: a crash must not leave OUT empty.
+            os.fsync(file.fileno())
+            if out.exists():
+                shutil.copymode(out, temporary)
+            os.replace(temporary, out)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            raise
+    return count
+
+
+def _write_log(container: Container, file: TextIO) -> int:
+    count = 0
+    with progress_bar("exporting") as update:
+        for event in container.audit.stream(progress=update):
+            file.write(json.dumps(event.as_json(), separators=(",", ":")) + "\n")
+            count += 1
+    return count
+
+
 def projections_rebuild(
-    name: Annotated[str, typer.Argument(help="The projection, as `projections status` names it.")],
+    name: Annotated[
+        str,
+        typer.Argument(metavar="NAME", help="The projection, as `projections status` names it."),
+    ],
     wait: Annotated[
         bool, typer.Option(help="Wait for a rebuild of NAME already running, then run.")
     ] = False,
@@ -143,22 +181,17 @@ def projections_rebuild(
     A rebuild that is interrupted (even by SIGKILL) leaves the live model as it
     was; running the command again resumes where it stopped.
     """
-    from infrastructure.bootstrap import build
     from interfaces.cli import load_settings
     from projections.rebuild import NotRebuildable, RebuildBusy, SwitchBlocked
 
-    container = build(load_settings())
+    # A rebuild reads the log: from a store just created empty it would only mislead.
+    container = open_container(load_settings(), existing=True)
     try:
-        try:
-            with progress_bar(f"rebuilding {name}") as update:
-                report = container.rebuild(name, progress=update).run(wait=wait)
-        except LookupError:
-            known = ", ".join(sorted(p.name for p in container.projectors))
-            errors.print(f"[red]no projection is named {name!r}[/red] (known: {known})")
-            raise typer.Exit(2) from None
-        except (RebuildBusy, NotRebuildable, SwitchBlocked) as error:
-            errors.print(f"[red]{error}[/red]")
-            raise typer.Exit(1) from None
+        _require_rebuildable(container, name)
+        with decodable_log(), progress_bar(f"rebuilding {name}") as update:
+            report = container.rebuild(name, progress=update).run(wait=wait)
+    except (RebuildBusy, NotRebuildable, SwitchBlocked) as error:
+        fail(str(error))
     finally:
         container.close()
     resumed = f", resumed at {report.resumed_from}" if report.resumed_from else ""
@@ -166,3 +199,13 @@ def projections_rebuild(
         f"[green]{report.name}[/green] (version {report.version}) rebuilt up to position "
         f"{report.position} in {report.seconds:.1f}s{resumed}"
     )
+
+
+def _require_rebuildable(container: Container, name: str) -> None:
+    # Checked before the progress bar is drawn, so that a typo shows only its error.
+    tables = {p.name: tuple(p.tables) for p in container.projectors}
+    if name not in tables:
+        known = ", ".join(sorted(n for n, kept in tables.items() if kept))
+        fail(f"no projection is named {name!r} (known: {known})", 2)
+    if not tables[name]:
+        fail(f"{name} keeps no read model to rebuild")

@@ -11,12 +11,14 @@ from datetime import timedelta
 from typing import Annotated
 
 import typer
-from rich.console import Console
+
+from interfaces.cli_support import console, fail, open_container
 
 storage_cli = typer.Typer(help="Operate the blob storage.", no_args_is_help=True)
 
-console = Console()
-errors = Console(stderr=True)
+# Ten years: beyond it no blob is ever too recent, and timedelta and dates overflow
+# not far past it.
+MAX_GRACE_SECONDS = 10 * 365 * 24 * 3600
 
 
 @storage_cli.command("gc")
@@ -28,6 +30,7 @@ def storage_gc(
         int | None,
         typer.Option(
             min=0,
+            max=MAX_GRACE_SECONDS,
             help="Leave blobs younger than this alone "
             "(default: THEPLAYLIST_STORAGE_GC_GRACE_SECONDS).",
         ),
@@ -37,20 +40,18 @@ def storage_gc(
     """Remove blobs that no live track references (orphans of interrupted uploads,
     files of deleted tracks), and unfinished writes."""
     from application.errors import StorageUnavailable
-    from infrastructure.bootstrap import build
     from interfaces.cli import load_settings
     from interfaces.http.uploads import spool_directory, sweep_spool
 
     settings = load_settings()
     grace = settings.storage_gc_grace_seconds if grace_seconds is None else grace_seconds
-    container = build(settings)
+    container = open_container(settings, existing=True)
     try:
         cutoff = container.clock.now() - timedelta(seconds=grace)
         report = container.app.collect_garbage(cutoff, dry_run=dry_run)
         spooled = 0 if dry_run else sweep_spool(spool_directory(settings.data_dir), cutoff)
     except StorageUnavailable as error:
-        errors.print(f"[red]blob storage is unavailable: {error}[/red]")
-        raise typer.Exit(1) from None
+        fail(f"blob storage is unavailable: {error}")
     finally:
         container.close()
     result = {**vars(report), "spooled_uploads_removed": spooled, "dry_run": dry_run}
