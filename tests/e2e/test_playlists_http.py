@@ -19,11 +19,11 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from infrastructure.bootstrap import Container
 from infrastructure.settings import Settings
 from interfaces.http.combined import Combined
 from projections.queries.recent import RecentReads
 from tests.support.catalog import add_track, delete_track
+from tests.support.clients import container_of
 
 API = "/api/v1"
 PASSWORD = "correct horse battery"
@@ -35,11 +35,6 @@ def client(settings: Settings) -> Iterator[TestClient]:
     """The embedded default (commands, queries and projectors) over HTTP."""
     with TestClient(Combined(settings)) as test_client:
         yield test_client
-
-
-def container_of(client: TestClient) -> Container:
-    container: Container = client.app.container  # type: ignore[attr-defined]
-    return container
 
 
 @dataclass

@@ -15,10 +15,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from infrastructure.bootstrap import Container
 from infrastructure.settings import Settings
 from interfaces.http.combined import Combined
 from tests.support.catalog import add_track
+from tests.support.clients import container_of
 
 PASSWORD = "correct horse battery"
 
@@ -43,11 +43,6 @@ def client(settings: Settings) -> Iterator[TestClient]:
     """The embedded default, with its projectors (the stats read the tracks read model)."""
     with TestClient(Combined(settings)) as test_client:
         yield test_client
-
-
-def container_of(client: TestClient) -> Container:
-    container: Container = client.app.container  # type: ignore[attr-defined]
-    return container
 
 
 def auditor(client: TestClient) -> tuple[UUID, dict[str, str]]:

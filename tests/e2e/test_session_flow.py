@@ -23,7 +23,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 
-from infrastructure.bootstrap import Container
 from interfaces.http.combined import Combined
 from tests.conftest import make_settings
 from tests.support.accounts import (
@@ -37,6 +36,7 @@ from tests.support.accounts import (
     register,
     set_cookies,
 )
+from tests.support.clients import container_of
 
 Serve = Callable[..., TestClient]
 AUTH = f"{API}/auth"
@@ -70,13 +70,6 @@ def serve(
 def client(serve: Serve) -> TestClient:
     """The embedded default with the test settings."""
     return serve()
-
-
-def container_of(client: TestClient) -> Container:
-    """The server's container (for its settings and signing key)."""
-    combined: Combined = client.app  # type: ignore[assignment]
-    assert combined.container is not None
-    return combined.container
 
 
 def position(response: httpx.Response) -> str:

@@ -13,8 +13,9 @@ from pydantic import ValidationError
 from infrastructure.settings import Settings
 from interfaces.http.combined import Combined
 from tests.conftest import make_settings
-from tests.e2e.test_tracks_http import container_of, sign_up, uploaded, uploaded_tone
+from tests.e2e.test_tracks_http import sign_up, uploaded, uploaded_tone
 from tests.support.audio import audio
+from tests.support.clients import container_of
 from tests.support.s3 import S3Endpoint, s3_settings
 
 PREFIX = "/_protected_blobs/"

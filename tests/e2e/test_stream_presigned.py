@@ -16,8 +16,9 @@ from infrastructure.settings import Settings
 from interfaces.http.combined import Combined
 from interfaces.http.streaming import content_disposition
 from tests.conftest import make_settings
-from tests.e2e.test_tracks_http import container_of, sign_up, uploaded, uploaded_tone
+from tests.e2e.test_tracks_http import sign_up, uploaded, uploaded_tone
 from tests.support.audio import audio
+from tests.support.clients import container_of
 from tests.support.s3 import S3Endpoint, s3_endpoint, s3_settings
 
 TTL = 120

@@ -15,13 +15,13 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner, Result
 
-from infrastructure.bootstrap import Container
 from infrastructure.settings import Settings
 from interfaces.cli import cli
 from interfaces.http.combined import Combined
 from projections.queries.recent import RecentReads
 from tests.conftest import catch_up, make_settings
 from tests.support.audio import HOSTILE, REAL_AUDIO, audio, spool, unique_wav
+from tests.support.clients import container_of
 
 PASSWORD = "correct horse battery"
 # Files over 1000 bytes stream from the blob's file; smaller answers come from memory.
@@ -39,12 +39,6 @@ def client(settings: Settings) -> Iterator[TestClient]:
     """The embedded default over HTTP; tests run the projectors with ``catch_up``."""
     with TestClient(Combined(settings, run_projections=False)) as test_client:
         yield test_client
-
-
-def container_of(client: TestClient) -> Container:
-    """The container behind the client."""
-    container: Container = client.app.container  # type: ignore[attr-defined]
-    return container
 
 
 def sign_up(client: TestClient, username: str) -> dict[str, str]:
