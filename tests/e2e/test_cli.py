@@ -17,7 +17,7 @@ from infrastructure.bootstrap import build
 from infrastructure.settings import Settings
 from tests.conftest import catch_up, make_settings
 from tests.support.accounts import PASSWORD
-from tests.support.processes import run_cli, settings_env, theplaylist_command
+from tests.support.processes import run_cli, settings_env
 
 pytestmark = pytest.mark.slow
 
@@ -183,16 +183,7 @@ def test_a_failed_export_leaves_the_previous_one_whole_and_no_temporary_file(
         # Writing past LIMIT fails with EFBIG, as a full disk fails with ENOSPC.
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    failed = subprocess.run(
-        [*theplaylist_command(), "audit", "export", "--out", str(out)],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=small_files,
-        check=False,
-    )
+    failed = run_cli(["audit", "export", "--out", str(out)], env, tmp_path, preexec_fn=small_files)
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert f"cannot write {out}" in failed.stderr
     assert "Traceback" not in failed.stdout + failed.stderr

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,9 +68,16 @@ def settings_env(settings: Settings, **extra: object) -> dict[str, str]:
 
 
 def run_cli(
-    args: Sequence[str], env: Mapping[str, str], cwd: Path, timeout: float = 120
+    args: Sequence[str],
+    env: Mapping[str, str],
+    cwd: Path,
+    timeout: float = 120,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``theplaylist ARGS`` to completion; stdout and stderr are captured as text."""
+    """Run ``theplaylist ARGS`` to completion; stdout and stderr are captured as text.
+
+    ``preexec_fn`` runs in the child before the command (to set a resource limit, say).
+    """
     return subprocess.run(
         [*theplaylist_command(), *args],
         env=dict(env),
@@ -78,6 +85,7 @@ def run_cli(
         capture_output=True,
         text=True,
         timeout=timeout,
+        preexec_fn=preexec_fn,
         check=False,
     )
 
