@@ -19,6 +19,7 @@ from typing import Any
 from uuid import UUID
 
 from bench.common import Context, Figure, alternate, median
+from bench.cpu import describe
 from bench.loadgen import Request, drive
 from bench.population import access_tokens, populated, settings_from
 from bench.server import running
@@ -116,8 +117,12 @@ def run(ctx: Context) -> list[Figure]:
         "note": (
             f"{what}, {CLIENTS} clients; p50/p99 ms: group commit {p50['group']:.1f}/"
             f"{p99['group']:.1f}, one save per request {p50['single']:.1f}/{p99['single']:.1f}, "
-            f"trivial endpoint {p50['noop']:.1f}/{p99['noop']:.1f}"
+            f"trivial endpoint {p50['noop']:.1f}/{p99['noop']:.1f}. "
+            f"Group commit, {describe([s['cpu'] for s in summaries['group']])}. "
+            f"One save per request, {describe([s['cpu'] for s in summaries['single']])}. "
+            f"Trivial endpoint, {describe([s['cpu'] for s in summaries['noop']])}"
         ),
+        "cpu": {name: [s["cpu"] for s in runs] for name, runs in summaries.items()},
     }
     group, single_rate, noop_rate = (median(samples[n]) for n in ("group", "single", "noop"))
     ctx.shared["commands_per_second"] = group

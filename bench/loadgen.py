@@ -12,6 +12,8 @@ optionally followed by probes: requests sent right after its response, with
 their latency, counted from the command's answer, is reported apart
 (freshness). With ``rate`` set, clients pace themselves to that many steps
 per second in total; otherwise each sends as fast as responses come back.
+The summary also says how much CPU each side spent per request in the
+measured window (:mod:`bench.cpu`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from bench.cpu import Snapshot, per_request, snapshot
 
 Request = tuple[str, str, dict[str, str], str | None]
 
@@ -269,6 +273,8 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     rate = spec.get("rate")
     interval = len(clients) / rate if rate else 0.0
     start = time.perf_counter() + 0.5
+    window_opens = asyncio.create_task(_snapshot_at(start + spec["warmup"]))
+    window_closes = asyncio.create_task(_snapshot_at(start + spec["warmup"] + spec["duration"]))
     await asyncio.gather(
         *(
             run_client(spec, steps, tally, start + i * interval / len(clients), interval)
@@ -276,6 +282,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         )
     )
     completed = len(tally.latencies)
+    cpu = per_request(await window_opens, await window_closes, completed)
     ok = sum(n for s, n in tally.statuses.items() if s.startswith("2"))
     return {
         "requests": completed,
@@ -289,7 +296,14 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         "probes": len(tally.probe_latencies),
         "probe_p50_ms": percentile(tally.probe_latencies, 0.50) * 1000,
         "probe_p99_ms": percentile(tally.probe_latencies, 0.99) * 1000,
+        "cpu": cpu,
     }
+
+
+async def _snapshot_at(moment: float) -> Snapshot:
+    """Every process's CPU time at ``moment`` (a ``time.perf_counter()`` value)."""
+    await asyncio.sleep(max(0.0, moment - time.perf_counter()))
+    return snapshot()
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from eventsourcing.domain import Aggregate
 
 from bench.commands import CLIENTS
 from bench.common import Context, Figure, alternate, median
+from bench.cpu import describe
 from bench.loadgen import Request, drive
 from bench.population import access_tokens, make_tracks, register_users, settings_from
 from bench.server import running
@@ -154,7 +155,9 @@ def run(ctx: Context) -> list[Figure]:
     what = f"{sizes[0]:,} tracks, {sizes[1]:,} playlists, {sizes[2]:,} reactions and plays"
     note = (
         f"{what}; p50/p99 ms: queries {p50['queries']:.1f}/{p99['queries']:.1f},"
-        f" trivial endpoint {p50['noop']:.1f}/{p99['noop']:.1f}"
+        f" trivial endpoint {p50['noop']:.1f}/{p99['noop']:.1f}."
+        f" Queries, {describe([s['cpu'] for s in summaries['queries']])}."
+        f" Trivial endpoint, {describe([s['cpu'] for s in summaries['noop']])}"
     )
     return [
         Figure(
@@ -165,7 +168,12 @@ def run(ctx: Context) -> list[Figure]:
             "trivial async endpoint",
             median(samples["noop"]),
             target=0.5,
-            detail={"p50_ms": p50, "p99_ms": p99, "note": note},
+            detail={
+                "p50_ms": p50,
+                "p99_ms": p99,
+                "note": note,
+                "cpu": {name: [s["cpu"] for s in runs] for name, runs in summaries.items()},
+            },
         ),
         Figure(
             "queries",
