@@ -228,9 +228,11 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("s3_public_endpoint_url")
+    @field_validator("s3_endpoint_url", "s3_public_endpoint_url")
     @classmethod
-    def _check_public_endpoint(cls, value: str | None) -> str | None:
+    def _check_s3_endpoint(cls, value: str | None) -> str | None:
+        # Checked here so a mistyped endpoint stops start-up instead of the
+        # first upload or presigned URL.
         if value is None or value == "":
             return None
         parts = urlsplit(value)

@@ -73,10 +73,22 @@ def test_a_database_url_with_a_valid_port_passes(
     assert from_env(monkeypatch, database_url=url).postgres_parts()["port"] == port
 
 
-def test_a_public_endpoint_with_a_bad_port_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert_refused(
-        monkeypatch, "s3_public_endpoint_url", s3_public_endpoint_url="https://s3.example:70000"
-    )
+@pytest.mark.parametrize("field", ["s3_endpoint_url", "s3_public_endpoint_url"])
+@pytest.mark.parametrize(
+    "url", ["https://s3.example:70000", "http://s3.example:abc", "ftp://s3.example", "s3.example"]
+)
+def test_an_s3_endpoint_that_is_not_an_http_url_is_refused(
+    monkeypatch: pytest.MonkeyPatch, field: str, url: str
+) -> None:
+    assert_refused(monkeypatch, field, **{field: url})
+
+
+@pytest.mark.parametrize("field", ["s3_endpoint_url", "s3_public_endpoint_url"])
+def test_an_s3_endpoint_keeps_its_url_without_the_trailing_slash(
+    monkeypatch: pytest.MonkeyPatch, field: str
+) -> None:
+    settings = from_env(monkeypatch, **{field: "http://127.0.0.1:9000/"})
+    assert getattr(settings, field) == "http://127.0.0.1:9000"
 
 
 @pytest.mark.parametrize("content", ["", "   \n\t\n", "short-key", "a" * 64])
