@@ -30,6 +30,7 @@ from infrastructure.eventstore import event_store_env
 from infrastructure.idempotency import SqlIdempotencyStore
 from infrastructure.media import LibmagicMutagenInspector
 from infrastructure.passwords import Argon2PasswordHasher
+from infrastructure.read_model_changes import NotifiedChanges, PolledChanges
 from infrastructure.settings import Settings
 from infrastructure.startup_lock import startup_lock
 from infrastructure.tokens import AccessTokens
@@ -40,6 +41,7 @@ from projections.listening import ListeningProjector
 from projections.playlists import PlaylistsProjector
 from projections.progress import ProjectionProgress
 from projections.projector import Projector
+from projections.queries.answers import AnswerKey, CurrentAnswers, ReadModelChanges, Rendered
 from projections.queries.listening import ListeningQueries, Ranked, RankingKey
 from projections.queries.playlists import PlaylistQueries
 from projections.queries.positions import PositionQueries
@@ -97,6 +99,9 @@ class Container:
     # routes' tracks (a player's ranges ask again and again) and the top lists.
     recent_tracks: RecentReads[UUID, TrackRow] = field(default_factory=RecentReads)
     recent_rankings: RecentReads[RankingKey, list[Ranked]] = field(default_factory=RecentReads)
+    # Rendered answers of the query service, kept until the read models change
+    # (None when THEPLAYLIST_QUERY_CACHE_BYTES is 0).
+    answers: CurrentAnswers[AnswerKey, Rendered] | None = None
     _worker: ProjectionWorker | None = field(default=None, repr=False)
     _listener: PostgresListener | None = field(default=None, repr=False)
 
@@ -170,6 +175,8 @@ class Container:
         if self._listener is not None:
             self._listener.stop()
             self._listener = None
+        if self.answers is not None:
+            self.answers.changes.close()
         self.app.close()
         self.blobs.close()
         self.read_engine.dispose()
@@ -270,4 +277,18 @@ def _build(settings: Settings, *, clock: Clock | None = None) -> Container:
         idempotency=SqlIdempotencyStore(
             create_database_engine(settings, "idempotency", pool_size=4), settings.signing_key()
         ),
+        answers=_answers(settings, reads),
     )
+
+
+def _answers(settings: Settings, reads: Engine) -> CurrentAnswers[AnswerKey, Rendered] | None:
+    if settings.query_cache_bytes == 0:
+        return None
+    changes: ReadModelChanges
+    if settings.uses_postgres:
+        changes = NotifiedChanges(
+            make_conninfo(**settings.postgres_parts()), settings.database_schema
+        )
+    else:
+        changes = PolledChanges(reads)
+    return CurrentAnswers(changes, settings.query_cache_bytes)

@@ -142,6 +142,9 @@ class Settings(BaseSettings):
     # of that time share one batch (see ProjectionRunner.run).
     projection_coalesce_seconds: float = Field(0.02, ge=0, le=1)
     min_position_wait_seconds: float = Field(5.0, ge=0, le=60)
+    # Rendered query answers each query process keeps until the read models change
+    # (projections/queries/answers.py); 0 turns the cache off.
+    query_cache_bytes: int = Field(64 * 1024 * 1024, ge=0, le=16 * 1024**3)
     # Rebuilds replay in bigger batches than live projection (one transaction each).
     projection_rebuild_batch_size: int = Field(2000, ge=1, le=100_000)
     # A projector whose version changed is rebuilt when the projectors start.

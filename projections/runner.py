@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from projections.projector import Projector
-from projections.schema import metadata, projection_positions
+from projections.schema import install_change_notice, metadata, projection_positions
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,10 @@ class PositionMoved(Exception):
 
 
 def create_read_models(engine: Engine) -> None:
-    """Create the read-model tables that do not exist yet."""
+    """Create the read-model tables that do not exist yet, and the change notice."""
     metadata.create_all(engine)
+    with engine.begin() as conn:
+        install_change_notice(conn)
 
 
 def read_position(conn: Connection, name: str) -> int:

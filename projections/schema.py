@@ -5,6 +5,7 @@ Described for analytics readers in ``docs/read-models.md``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -287,3 +288,52 @@ def _create_track_search_index(table: Table, connection: Connection, **_: Any) -
 
 
 event.listen(tracks, "after_create", _create_track_search_index)
+
+
+def read_models_channel(schema: str) -> str:
+    """The NOTIFY channel that tells when the read models of ``schema`` changed.
+
+    One per schema (several deployments may share a database); hashed, since a
+    channel name is an identifier of at most 63 bytes, as a schema name is.
+    """
+    return "read_models_" + hashlib.sha256(schema.encode()).hexdigest()[:24]
+
+
+def install_change_notice(connection: Connection) -> None:
+    """On PostgreSQL, NOTIFY :func:`read_models_channel` when a transaction that
+    moved a projection's position commits.
+
+    Every write to the read models moves a position in the same transaction
+    (a projector's batch, a rebuild's switch), so the trigger sits on that one
+    table: no writer can forget it. NOTIFY is delivered at commit, once per
+    transaction and channel however many statements fired it.
+    """
+    if connection.dialect.name != "postgresql":
+        return
+    schema = connection.execute(text("SELECT current_schema()")).scalar_one()
+    installed = connection.execute(
+        text(
+            "SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE t.tgname = 'read_models_changed' AND n.nspname = :schema"
+            " AND c.relname = 'projection_positions'"
+        ),
+        {"schema": schema},
+    ).first()
+    if installed is not None:
+        return
+    channel = read_models_channel(schema)
+    connection.execute(
+        text(
+            "CREATE OR REPLACE FUNCTION read_models_changed() RETURNS trigger"
+            " LANGUAGE plpgsql AS $$ BEGIN"
+            f" PERFORM pg_notify('{channel}', ''); RETURN NULL; END $$"
+        )
+    )
+    connection.execute(
+        text(
+            "CREATE TRIGGER read_models_changed"
+            " AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON projection_positions"
+            " FOR EACH STATEMENT EXECUTE FUNCTION read_models_changed()"
+        )
+    )

@@ -49,10 +49,16 @@ class RecentReads(Generic[K, V]):
 
     def get(self, key: K) -> V | None:
         """The value as read less than ``max_age`` seconds ago, or None."""
+        found = self.get_with_time_left(key)
+        return None if found is None else found[0]
+
+    def get_with_time_left(self, key: K) -> tuple[V, float] | None:
+        """The value as read less than ``max_age`` seconds ago and the seconds it has left."""
         entry = self._values.get(key)
-        if entry is None or self._clock() - entry[0] >= self._max_age:
+        if entry is None:
             return None
-        return entry[1]
+        left = self._max_age - (self._clock() - entry[0])
+        return None if left <= 0 else (entry[1], left)
 
     def remember(self, key: K, value: V) -> None:
         """Keep ``value``, just read from the read model."""

@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 
 from infrastructure.settings import Settings
 from interfaces.http.combined import Combined
+from projections.queries.answers import CurrentAnswers
 from projections.queries.recent import RecentReads
 from tests.support.catalog import add_track, delete_track
 from tests.support.clients import container_of
@@ -395,7 +396,11 @@ def test_top_lists_use_a_ranking_of_moments_ago_unless_asked_for_a_position(
     client: TestClient,
 ) -> None:
     now = [0.0]
-    container_of(client).recent_rankings = RecentReads(max_age=0.5, clock=lambda: now[0])
+    container = container_of(client)
+    container.recent_rankings = RecentReads(max_age=0.5, clock=lambda: now[0])
+    # Answers made from a ranking of moments ago are kept no longer than it.
+    assert container.answers is not None
+    container.answers = CurrentAnswers(container.answers.changes, 1 << 20, clock=lambda: now[0])
     alice, bob = sign_up(client, "alice"), sign_up(client, "bob")
     hit = new_track(alice, title="Hit")
 

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 
 from infrastructure.bootstrap import Container
 from interfaces.http.deps import ContainerDep
 from interfaces.http.json import OrjsonResponse
 from interfaces.http.queries.consistency import reads_from
+from interfaces.http.queries.kept import answer
 from interfaces.http.queries.params import Cursor, Limit, page_limit
 from interfaces.http.queries.playlists import PlaylistOut, playlists_json, tracks_json
-from interfaces.http.queries.threads import in_query_thread
 from interfaces.http.queries.tracks import TrackOut
 from interfaces.http.security import CurrentCaller
 
@@ -52,13 +53,15 @@ class HistoryPageOut(BaseModel):
     summary="Your plays, newest first",
 )
 async def my_history(
+    request: Request,
     container: ContainerDep,
     caller: CurrentCaller,
     cursor: Cursor = None,
     limit: Limit = None,
-) -> OrjsonResponse:
+) -> Response:
     """401 when not signed in; nobody else's plays are ever shown."""
-    return await in_query_thread(_history, container, caller.user_id, cursor, limit)
+    render = partial(_history, container, caller.user_id, cursor, limit)
+    return await answer(request, container, caller.user_id, render)
 
 
 def _history(

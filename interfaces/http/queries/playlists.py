@@ -8,6 +8,7 @@ make a change conditional.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -19,6 +20,7 @@ from infrastructure.bootstrap import Container
 from interfaces.http.deps import ContainerDep
 from interfaces.http.json import OrjsonResponse
 from interfaces.http.queries.consistency import reads_from
+from interfaces.http.queries.kept import answer
 from interfaces.http.queries.params import Cursor, Limit, page_limit
 from interfaces.http.queries.playlist_formats import (
     M3U_MEDIA_TYPE,
@@ -28,7 +30,6 @@ from interfaces.http.queries.playlist_formats import (
     m3u8,
     xspf,
 )
-from interfaces.http.queries.threads import in_query_thread
 from interfaces.http.queries.tracks import (
     CountsOut,
     MyReactionsOut,
@@ -163,6 +164,7 @@ Sort = Annotated[PlaylistSort, Query()]
     summary="List and search public playlists",
 )
 async def list_playlists(
+    request: Request,
     container: ContainerDep,
     caller: OptionalCaller,
     q: Q = None,
@@ -170,17 +172,17 @@ async def list_playlists(
     sort: Sort = "new",
     cursor: Cursor = None,
     limit: Limit = None,
-) -> OrjsonResponse:
+) -> Response:
     """Public playlists only (a private one is listed to nobody, its owner included)."""
 
-    def answer() -> OrjsonResponse:
+    def render() -> OrjsonResponse:
         page = container.queries.playlists.listed(
             q=q, owner_id=owner, sort=sort, cursor=cursor, limit=page_limit(limit, container)
         )
         items = playlists_json(container, page.items, _viewer(caller))
         return OrjsonResponse({"items": items, "next_cursor": page.next_cursor})
 
-    return await in_query_thread(answer)
+    return await answer(request, container, _viewer(caller), render)
 
 
 @router.get(
@@ -190,23 +192,24 @@ async def list_playlists(
     summary="Your playlists, private ones included",
 )
 async def my_playlists(
+    request: Request,
     container: ContainerDep,
     caller: CurrentCaller,
     q: Q = None,
     sort: Sort = "new",
     cursor: Cursor = None,
     limit: Limit = None,
-) -> OrjsonResponse:
+) -> Response:
     """401 when not signed in."""
 
-    def answer() -> OrjsonResponse:
+    def render() -> OrjsonResponse:
         page = container.queries.playlists.owned_by(
             caller.user_id, q=q, sort=sort, cursor=cursor, limit=page_limit(limit, container)
         )
         items = playlists_json(container, page.items, caller.user_id)
         return OrjsonResponse({"items": items, "next_cursor": page.next_cursor})
 
-    return await in_query_thread(answer)
+    return await answer(request, container, caller.user_id, render)
 
 
 @router.get(
@@ -217,13 +220,16 @@ async def my_playlists(
     summary="A playlist with its entries",
 )
 async def get_playlist(
-    playlist_id: UUID, container: ContainerDep, caller: OptionalCaller
-) -> OrjsonResponse:
+    request: Request, playlist_id: UUID, container: ContainerDep, caller: OptionalCaller
+) -> Response:
     """Entries in order, each with its track (null once deleted); ETag is the version."""
-    return await in_query_thread(_detail, container, playlist_id, _viewer(caller))
+    viewer = _viewer(caller)
+    return await answer(
+        request, container, viewer, partial(_detail, container, playlist_id, viewer)
+    )
 
 
-def _detail(container: Container, playlist_id: UUID, viewer: UUID | None) -> OrjsonResponse:
+def _detail(container: Container, playlist_id: UUID, viewer: UUID | None) -> Response:
     row = _visible(container, playlist_id, viewer)
     entries = container.queries.playlists.entries_with_tracks(playlist_id, viewer)
     tracks = tracks_json(container, [track for _, track in entries if track is not None], viewer)

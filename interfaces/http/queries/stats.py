@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import Select, select
 
@@ -21,9 +21,9 @@ from infrastructure.bootstrap import Container
 from interfaces.http.deps import ContainerDep
 from interfaces.http.json import OrjsonResponse
 from interfaces.http.queries.consistency import MIN_POSITION_HEADER, reads_from
+from interfaces.http.queries.kept import answer
 from interfaces.http.queries.params import Instant, Limit, page_limit
 from interfaces.http.queries.playlists import PlaylistOut, playlists_json, tracks_json
-from interfaces.http.queries.threads import in_query_thread
 from interfaces.http.queries.tracks import TrackOut
 from interfaces.http.security import OptionalCaller
 from projections.queries.listening import PERIODS, Bucket, Period, RankBy, Ranked
@@ -99,21 +99,24 @@ def _ranking(
     period: Period,
     limit: int,
     eligible: Select[Any],
-) -> list[Ranked]:
+) -> tuple[list[Ranked], float | None]:
     """The top of the period: as ranked moments ago if it was
     (:mod:`projections.queries.recent`), unless the request asks for a position.
 
+    Also the seconds such a ranking has left (None for one read now): an answer
+    made from it may be kept no longer (:func:`interfaces.http.queries.kept.answer`).
     Only the ranking is kept; what is shown of each target is read afresh.
     """
     key = (target_kind, by, period, limit)
     recent = container.recent_rankings
-    ranked = None if MIN_POSITION_HEADER in request.headers else recent.get(key)
-    if ranked is None:
-        now = container.clock.now()
-        start = _EPOCH if period == "all" else now - PERIODS[period]
-        ranked = container.queries.listening.top(target_kind, by, start, now, limit, eligible)
-        recent.remember(key, ranked)
-    return ranked
+    found = None if MIN_POSITION_HEADER in request.headers else recent.get_with_time_left(key)
+    if found is not None:
+        return found
+    now = container.clock.now()
+    start = _EPOCH if period == "all" else now - PERIODS[period]
+    ranked = container.queries.listening.top(target_kind, by, start, now, limit, eligible)
+    recent.remember(key, ranked)
+    return ranked, None
 
 
 @router.get(
@@ -129,11 +132,14 @@ async def top_tracks(
     period: PeriodQuery = "week",
     by: ByQuery = "plays",
     limit: Limit = None,
-) -> OrjsonResponse:
+) -> Response:
     """Live tracks only; ties are broken by id."""
 
-    def answer() -> OrjsonResponse:
-        ranked = _ranking(
+    left: float | None = None
+
+    def render() -> OrjsonResponse:
+        nonlocal left
+        ranked, left = _ranking(
             request, container, "track", by, period, page_limit(limit, container), _LIVE_TRACKS
         )
         viewer = caller.user_id if caller is not None else None
@@ -146,7 +152,8 @@ async def top_tracks(
         ]
         return OrjsonResponse({"period": period, "by": by, "items": items})
 
-    return await in_query_thread(answer)
+    viewer = caller.user_id if caller else None
+    return await answer(request, container, viewer, render, lifetime=lambda: left)
 
 
 @router.get(
@@ -162,11 +169,14 @@ async def top_playlists(
     period: PeriodQuery = "week",
     by: ByQuery = "plays",
     limit: Limit = None,
-) -> OrjsonResponse:
+) -> Response:
     """Public, live playlists only; ties are broken by id."""
 
-    def answer() -> OrjsonResponse:
-        ranked = _ranking(
+    left: float | None = None
+
+    def render() -> OrjsonResponse:
+        nonlocal left
+        ranked, left = _ranking(
             request, container, "playlist", by, period, page_limit(limit, container), _PUBLIC
         )
         viewer = caller.user_id if caller is not None else None
@@ -181,7 +191,8 @@ async def top_playlists(
         ]
         return OrjsonResponse({"period": period, "by": by, "items": items})
 
-    return await in_query_thread(answer)
+    viewer = caller.user_id if caller else None
+    return await answer(request, container, viewer, render, lifetime=lambda: left)
 
 
 @router.get(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, Protocol
 from uuid import UUID
 
@@ -16,6 +17,7 @@ from infrastructure.settings import Settings
 from interfaces.http.deps import ContainerDep
 from interfaces.http.json import OrjsonResponse
 from interfaces.http.queries.consistency import MIN_POSITION_HEADER, reads_from
+from interfaces.http.queries.kept import answer
 from interfaces.http.queries.params import Cursor, Limit, page_limit
 from interfaces.http.queries.threads import in_query_thread
 from interfaces.http.security import CurrentCaller, OptionalCaller
@@ -205,6 +207,7 @@ def _page(
     "/tracks", response_model=TrackPageOut, dependencies=_READS, summary="List and search tracks"
 )
 async def list_tracks(
+    request: Request,
     container: ContainerDep,
     caller: OptionalCaller,
     q: Q = None,
@@ -212,25 +215,27 @@ async def list_tracks(
     sort: Sort = "new",
     cursor: Cursor = None,
     limit: Limit = None,
-) -> OrjsonResponse:
+) -> Response:
     """Newest first by default; ``next_cursor`` fetches the next page."""
     caller_id = caller.user_id if caller is not None else None
-    return await in_query_thread(
+    render = partial(
         _page, container, caller_id, q=q, uploader=uploader, sort=sort, cursor=cursor, limit=limit
     )
+    return await answer(request, container, caller_id, render)
 
 
 @router.get("/me/tracks", response_model=TrackPageOut, dependencies=_READS, summary="Your uploads")
 async def my_tracks(
+    request: Request,
     container: ContainerDep,
     caller: CurrentCaller,
     q: Q = None,
     sort: Sort = "new",
     cursor: Cursor = None,
     limit: Limit = None,
-) -> OrjsonResponse:
+) -> Response:
     """401 when not signed in."""
-    return await in_query_thread(
+    render = partial(
         _page,
         container,
         caller.user_id,
@@ -240,6 +245,7 @@ async def my_tracks(
         cursor=cursor,
         limit=limit,
     )
+    return await answer(request, container, caller.user_id, render)
 
 
 async def _audio_track(request: Request, container: Container, track_id: UUID) -> TrackRow:
@@ -258,11 +264,13 @@ async def _audio_track(request: Request, container: Container, track_id: UUID) -
 
 @router.get("/tracks/{track_id}", response_model=TrackOut, dependencies=_READS, summary="A track")
 async def get_track(
-    track_id: UUID, container: ContainerDep, caller: OptionalCaller
-) -> OrjsonResponse:
+    request: Request, track_id: UUID, container: ContainerDep, caller: OptionalCaller
+) -> Response:
     """404 for unknown and deleted tracks."""
     caller_id = caller.user_id if caller is not None else None
-    return await in_query_thread(_one_track, container, track_id, caller_id)
+    return await answer(
+        request, container, caller_id, partial(_one_track, container, track_id, caller_id)
+    )
 
 
 def _one_track(container: Container, track_id: UUID, caller_id: UUID | None) -> OrjsonResponse:
