@@ -6,6 +6,7 @@ Called from the ASGI lifespans and the CLI, never at import time.
 from __future__ import annotations
 
 import logging
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from uuid import UUID
@@ -98,7 +99,10 @@ class Container:
     # Hot reads of the last moments (projections.queries.recent): the audio
     # routes' tracks (a player's ranges ask again and again) and the top lists.
     recent_tracks: RecentReads[UUID, TrackRow] = field(default_factory=RecentReads)
-    recent_rankings: RecentReads[RankingKey, list[Ranked]] = field(default_factory=RecentReads)
+    # Rankings are kept with the stamp of the read models they were made from.
+    recent_rankings: RecentReads[RankingKey, tuple[Hashable | None, list[Ranked]]] = field(
+        default_factory=RecentReads
+    )
     # Rendered answers of the query service, kept until the read models change
     # (None when THEPLAYLIST_QUERY_CACHE_BYTES is 0).
     answers: CurrentAnswers[AnswerKey, Rendered] | None = None

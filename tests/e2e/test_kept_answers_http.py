@@ -19,6 +19,8 @@ from sqlalchemy import text
 
 from infrastructure.settings import Settings
 from interfaces.http.combined import Combined
+from projections.queries.answers import CurrentAnswers
+from projections.queries.recent import RecentReads
 from projections.schema import read_models_channel
 from tests.e2e.test_playlists_http import User, new_track, sign_up
 from tests.support.clients import container_of
@@ -85,8 +87,11 @@ def test_a_kept_answer_gives_way_to_the_next_change(client: TestClient) -> None:
     assert kept(client, path, bob.id)
 
     assert bob.send("PUT", f"/tracks/{track}/reactions/like").status_code == 200
+    # Counts and the caller's reactions are two projections, each reaching the
+    # kept answers as it commits.
     fresh = eventually(
-        lambda: bob.send("GET", f"/tracks/{track}"), lambda b: b["counts"]["likes"] == 1
+        lambda: bob.send("GET", f"/tracks/{track}"),
+        lambda b: b["counts"]["likes"] == 1 and b["my_reactions"]["like"],
     )
     assert fresh["counts"]["likes"] == 1
     assert fresh["my_reactions"]["like"] is True
@@ -206,3 +211,24 @@ def test_the_change_feed_comes_back_after_its_connection_is_cut(
     assert isinstance(after, int) and after > before
     # Whatever was kept before the cut may have missed a change: it is not served.
     assert not kept(client, path, alice.id)
+
+
+def test_a_top_list_ranked_from_the_current_read_models_is_kept_past_the_ranking_grace(
+    client: TestClient,
+) -> None:
+    now = [0.0]
+    container = container_of(client)
+    assert container.answers is not None
+    container.recent_rankings = RecentReads(max_age=0.5, clock=lambda: now[0])
+    container.answers = CurrentAnswers(container.answers.changes, 1 << 20, clock=lambda: now[0])
+    alice = sign_up(client, "alice")
+    track = new_track(alice)
+    assert alice.send("POST", f"/tracks/{track}/plays").status_code == 201
+    settled(client)
+    path = f"{API}/stats/top-tracks"
+    assert client.get(path).status_code == 200  # ranks; alice's answer reuses the ranking
+    first = alice.send("GET", "/stats/top-tracks")
+    assert [item["count"] for item in first.json()["items"]] == [1]
+    now[0] += 10  # the ranking's half second is long gone; no change since
+    assert kept(client, path, alice.id)
+    assert alice.send("GET", "/stats/top-tracks").content == first.content

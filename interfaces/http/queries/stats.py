@@ -103,19 +103,23 @@ def _ranking(
     """The top of the period: as ranked moments ago if it was
     (:mod:`projections.queries.recent`), unless the request asks for a position.
 
-    Also the seconds such a ranking has left (None for one read now): an answer
-    made from it may be kept no longer (:func:`interfaces.http.queries.kept.answer`).
-    Only the ranking is kept; what is shown of each target is read afresh.
+    Also the seconds such a ranking has left when the read models changed
+    since it was made (None otherwise): an answer made from it may be kept no
+    longer (:func:`interfaces.http.queries.kept.answer`). Only the ranking is
+    kept; what is shown of each target is read afresh.
     """
     key = (target_kind, by, period, limit)
     recent = container.recent_rankings
+    # Read before the ranking: a change committed meanwhile leaves it an older stamp.
+    stamp = container.answers.changes.current() if container.answers is not None else None
     found = None if MIN_POSITION_HEADER in request.headers else recent.get_with_time_left(key)
     if found is not None:
-        return found
+        (made_at, ranked), left = found
+        return ranked, None if stamp is not None and made_at == stamp else left
     now = container.clock.now()
     start = _EPOCH if period == "all" else now - PERIODS[period]
     ranked = container.queries.listening.top(target_kind, by, start, now, limit, eligible)
-    recent.remember(key, ranked)
+    recent.remember(key, (stamp, ranked))
     return ranked, None
 
 
