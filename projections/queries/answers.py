@@ -8,14 +8,18 @@ same. So a kept answer is the answer the read models would give, give or take
 the time the change takes to reach this process (a NOTIFY on PostgreSQL, about
 a millisecond; nothing on SQLite, whose stamp is read on each lookup).
 
-Entries also age out after ``max_age`` seconds: answers over a window that
-ends "now" (the week's top tracks) move with the clock, not only with the log.
-While the stamp is unknown (the change feed is reconnecting), nothing is kept
-and nothing is served.
+Entries also age out: after ``max_age`` seconds at most, a bound should a
+change ever go unnoticed, and sooner when the caller says so (answers over a
+window that ends "now", such as the week's top tracks, move with the clock,
+not only with the log). Each entry's life is cut by a random part of up to a
+quarter, so that answers made together (a burst of first requests) are not
+all made again together. While the stamp is unknown (the change feed is
+reconnecting), nothing is kept and nothing is served.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections import OrderedDict
@@ -32,7 +36,8 @@ Rendered = tuple[bytes, tuple[tuple[bytes, bytes], ...]]
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
-MAX_AGE_SECONDS = 30.0
+MAX_AGE_SECONDS = 300.0
+_JITTER = 0.25
 # What an entry costs beyond its value's own bytes (key, tuple, dict slot), roughly.
 ENTRY_OVERHEAD_BYTES = 400
 
@@ -121,6 +126,7 @@ class CurrentAnswers(Generic[K, V]):
             if key in self._entries:
                 self._drop(key)
             age = self._max_age if max_age is None else min(max_age, self._max_age)
+            age *= 1 - _JITTER * random.random()  # noqa: S311  (spreads expiries; no secret)
             self._entries[key] = (stamp, self._clock() + age, value, weight)
             self._bytes += weight
             while self._bytes > self._capacity:

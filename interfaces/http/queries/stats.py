@@ -33,6 +33,8 @@ from projections.schema import playlists, tracks
 router = APIRouter(prefix="/api/v1/stats", tags=["analytics"])
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A top list's window ends now: its answer is kept this long at most, changes or not.
+WINDOW_MOVES_SECONDS = 30.0
 _DEFAULT_SPAN = timedelta(days=30)
 
 
@@ -99,14 +101,15 @@ def _ranking(
     period: Period,
     limit: int,
     eligible: Select[Any],
-) -> tuple[list[Ranked], float | None]:
+) -> tuple[list[Ranked], float]:
     """The top of the period: as ranked moments ago if it was
     (:mod:`projections.queries.recent`), unless the request asks for a position.
 
-    Also the seconds such a ranking has left when the read models changed
-    since it was made (None otherwise): an answer made from it may be kept no
-    longer (:func:`interfaces.http.queries.kept.answer`). Only the ranking is
-    kept; what is shown of each target is read afresh.
+    Also how long an answer made from it may be kept
+    (:func:`interfaces.http.queries.kept.answer`): what the ranking has left
+    when the read models changed since it was made, else
+    :data:`WINDOW_MOVES_SECONDS`. Only the ranking is kept; what is shown of
+    each target is read afresh.
     """
     key = (target_kind, by, period, limit)
     recent = container.recent_rankings
@@ -115,12 +118,13 @@ def _ranking(
     found = None if MIN_POSITION_HEADER in request.headers else recent.get_with_time_left(key)
     if found is not None:
         (made_at, ranked), left = found
-        return ranked, None if stamp is not None and made_at == stamp else left
+        exact = stamp is not None and made_at == stamp
+        return ranked, WINDOW_MOVES_SECONDS if exact else min(left, WINDOW_MOVES_SECONDS)
     now = container.clock.now()
     start = _EPOCH if period == "all" else now - PERIODS[period]
     ranked = container.queries.listening.top(target_kind, by, start, now, limit, eligible)
     recent.remember(key, (stamp, ranked))
-    return ranked, None
+    return ranked, WINDOW_MOVES_SECONDS
 
 
 @router.get(
@@ -139,7 +143,7 @@ async def top_tracks(
 ) -> Response:
     """Live tracks only; ties are broken by id."""
 
-    left: float | None = None
+    left = WINDOW_MOVES_SECONDS
 
     def render() -> OrjsonResponse:
         nonlocal left
@@ -176,7 +180,7 @@ async def top_playlists(
 ) -> Response:
     """Public, live playlists only; ties are broken by id."""
 
-    left: float | None = None
+    left = WINDOW_MOVES_SECONDS
 
     def render() -> OrjsonResponse:
         nonlocal left
