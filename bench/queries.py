@@ -13,13 +13,20 @@ The query service keeps answers until the read models change
 the queries are measured, so after the first turn of each client most
 answers are kept ones. A second query service with the cache off is
 measured in the same alternation, so the table also shows what each answer
-costs when it is made.
+costs when it is made; and both are measured again while plays are written
+at a steady rate (:class:`PlayWriter`), which moves the read models, and so
+the stamp of the kept answers, every few tens of milliseconds.
 """
 
 from __future__ import annotations
 
 import random
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -100,6 +107,59 @@ def settle(container: Container) -> None:
         conn.exec_driver_sql("CHECKPOINT")
 
 
+WRITES_PER_SECOND = 50
+
+
+class PlayWriter:
+    """Plays of the catalogue's tracks saved at a steady rate, when asked to.
+
+    Saved and projected in this process (the projectors of its own container),
+    as another service's commands and projectors would be: the query services
+    then see their read models change while they answer.
+    """
+
+    def __init__(self, env: dict[str, str], data: dict[str, Any], per_second: float) -> None:
+        self._container = build(settings_from(env))
+        self._data = data
+        self._interval = 1 / per_second
+        self._on = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._write, name="bench-plays", daemon=True)
+
+    def __enter__(self) -> PlayWriter:
+        self._container.start_projections()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._on.set()
+        self._thread.join()
+        self._container.close()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Write plays while the block runs."""
+        self._on.set()
+        try:
+            yield
+        finally:
+            self._on.clear()
+
+    def _write(self) -> None:
+        rng = random.Random(17)
+        users, tracks = self._data["users"], self._data["tracks"]
+        while not self._stop.is_set():
+            self._on.wait()
+            due = time.monotonic()
+            while self._on.is_set() and not self._stop.is_set():
+                track = tracks[min(int(rng.paretovariate(1.2)) - 1, len(tracks) - 1)]
+                play = Play.record(uuid4(), rng.choice(users), "track", track, datetime.now(UTC))
+                self._container.app.save(play)
+                due += self._interval
+                self._stop.wait(max(0.0, due - time.monotonic()))
+
+
 def query_steps(token: str, data: dict[str, Any], seed: int) -> list[list[Request]]:
     """Search, playlist detail, top tracks of the week, own history, in turns."""
     rng = random.Random(seed)
@@ -125,61 +185,63 @@ def run(ctx: Context) -> list[Figure]:
     finally:
         container.close()
     duration = 1.5 if ctx.quick else 10.0
-    summaries: dict[str, list[dict[str, Any]]] = {"queries": [], "made": [], "noop": []}
+    subjects = ("noop", "queries", "made", "queries_writes", "made_writes")
+    summaries: dict[str, list[dict[str, Any]]] = {name: [] for name in subjects}
     made_env = {**env, "THEPLAYLIST_QUERY_CACHE_BYTES": "0"}
     with (
         running("queries", free_port(), env, ctx.log, ctx.workers) as base,
         running("queries", free_port(), made_env, ctx.log, ctx.workers) as made_base,
+        PlayWriter(env, data, WRITES_PER_SECOND) as writer,
     ):
         # Tokens come from the command side, in this process's own container.
         with running("commands", free_port(), env, ctx.log) as commands:
             tokens = access_tokens(commands, CLIENTS)
+        urls = {"noop": base, "queries": base, "made": made_base}
         servers = {
-            name: url.removeprefix("http://").split(":")
-            for name, url in (("queries", base), ("made", made_base), ("noop", base))
+            name: urls[name.removesuffix("_writes")].removeprefix("http://").split(":")
+            for name in subjects
         }
-        mixes = {
-            "queries": [query_steps(t, data, i) for i, t in enumerate(tokens)],
-            "made": [query_steps(t, data, i) for i, t in enumerate(tokens)],
-            "noop": [
-                [[("GET", "/bench/noop", {"Authorization": f"Bearer {t}"}, None)]] for t in tokens
-            ],
-        }
+        mix = [query_steps(t, data, i) for i, t in enumerate(tokens)]
+        noop = [[[("GET", "/bench/noop", {"Authorization": f"Bearer {t}"}, None)]] for t in tokens]
 
         def measure(name: str) -> float:
             host, port = servers[name]
-            summary = drive(
-                {
-                    "host": host,
-                    "port": int(port),
-                    "warmup": 0.5 if ctx.quick else 1.0,
-                    "duration": duration,
-                    "clients": mixes[name],
-                },
-                ctx.scratch,
-            )
+            spec = {
+                "host": host,
+                "port": int(port),
+                "warmup": 0.5 if ctx.quick else 1.0,
+                "duration": duration,
+                "clients": noop if name == "noop" else mix,
+            }
+            if name.endswith("_writes"):
+                with writer.writing():
+                    summary = drive(spec, ctx.scratch)
+            else:
+                summary = drive(spec, ctx.scratch)
             if summary["errors"] or summary["ok"] != summary["requests"]:
                 raise RuntimeError(f"queries {name}: {summary['statuses']}")
             summaries[name].append(summary)
             return float(summary["throughput"])
 
-        samples = alternate(
-            ctx.reps,
-            {
-                "noop": lambda: measure("noop"),
-                "queries": lambda: measure("queries"),
-                "made": lambda: measure("made"),
-            },
-        )
+        # Writes invalidate the kept answers: the subjects under writes come
+        # after the others, so that each read-only turn starts as the last one ended.
+        samples = alternate(ctx.reps, {name: partial(measure, name) for name in subjects[:3]})
+        samples |= alternate(ctx.reps, {name: partial(measure, name) for name in subjects[3:]})
     p99 = {n: median([s["p99_ms"] for s in runs]) for n, runs in summaries.items()}
     p50 = {n: median([s["p50_ms"] for s in runs]) for n, runs in summaries.items()}
     what = f"{sizes[0]:,} tracks, {sizes[1]:,} playlists, {sizes[2]:,} reactions and plays"
     note = (
         f"{what}; p50/p99 ms: queries {p50['queries']:.1f}/{p99['queries']:.1f},"
         f" with no answer kept {p50['made']:.1f}/{p99['made']:.1f},"
+        f" while {WRITES_PER_SECOND} plays/s are written {p50['queries_writes']:.1f}"
+        f"/{p99['queries_writes']:.1f} (no answer kept {p50['made_writes']:.1f}"
+        f"/{p99['made_writes']:.1f}),"
         f" trivial endpoint {p50['noop']:.1f}/{p99['noop']:.1f}."
         f" Queries, {describe([s['cpu'] for s in summaries['queries']])}."
         f" With no answer kept, {describe([s['cpu'] for s in summaries['made']])}."
+        f" While plays are written (saved and projected by the bench process, counted"
+        f" under other), {describe([s['cpu'] for s in summaries['queries_writes']])};"
+        f" no answer kept, {describe([s['cpu'] for s in summaries['made_writes']])}."
         f" Trivial endpoint, {describe([s['cpu'] for s in summaries['noop']])}"
     )
     return [
@@ -203,6 +265,22 @@ def run(ctx: Context) -> list[Figure]:
             "the same, no answer kept (THEPLAYLIST_QUERY_CACHE_BYTES=0)",
             "req/s",
             median(samples["made"]),
+            "trivial async endpoint",
+            median(samples["noop"]),
+        ),
+        Figure(
+            "queries",
+            f"the same while {WRITES_PER_SECOND} plays/s are written",
+            "req/s",
+            median(samples["queries_writes"]),
+            "trivial async endpoint",
+            median(samples["noop"]),
+        ),
+        Figure(
+            "queries",
+            f"the same while {WRITES_PER_SECOND} plays/s are written, no answer kept",
+            "req/s",
+            median(samples["made_writes"]),
             "trivial async endpoint",
             median(samples["noop"]),
         ),
