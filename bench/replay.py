@@ -29,7 +29,7 @@ from domain.playlists import Playlist
 from domain.plays import Play
 from domain.reactions import Reaction
 from infrastructure.bootstrap import Container, build
-from projections.runner import ProjectionRunner, catch_up_together
+from projections.runner import ProjectionGroup, ProjectionRunner
 from projections.schema import projection_positions
 
 KINDS = ("like", "dislike", "love")
@@ -121,7 +121,7 @@ def batched_rate(container: Container, head: int, batch_size: int) -> float:
     reset(container)
     runners = read_model_runners(container, batch_size)
     started = time.perf_counter()
-    catch_up_together(runners)
+    ProjectionGroup(runners).catch_up()
     elapsed = time.perf_counter() - started
     for runner in runners:
         if runner.position() != head:

@@ -53,7 +53,7 @@ from projections.queries.tracks import TrackQueries, TrackRow
 from projections.queries.users import UserQueries
 from projections.reactions import ReactionsProjector
 from projections.rebuild import Progress, ProjectionRebuild, upgrading
-from projections.runner import ProjectionRunner, create_read_models
+from projections.runner import PolicyRunner, ProjectionRunner, create_read_models
 from projections.sessions import SessionsProjector
 from projections.tracks import TracksProjector
 from projections.users import UsersProjector
@@ -112,7 +112,7 @@ class Container:
     def runners(self) -> list[ProjectionRunner]:
         """A runner per projector, over this container's event store."""
         return [
-            ProjectionRunner(
+            (PolicyRunner if projector.policy else ProjectionRunner)(
                 projector,
                 self.read_engine,
                 self.app.recorder,
@@ -158,14 +158,15 @@ class Container:
         # ~300 queries/s on an idle PostgreSQL. SQLite has no NOTIFY: writes
         # by other processes are found by polling.
         poll = self.settings.projection_poll_interval_seconds
+        # The rebuilding ones read the log into their shadows on their own.
+        together = [r for r in runners if r in current and not r.projector.policy]
         self._worker = ProjectionWorker(
-            runners,
-            [self.broadcast.subscribe() for _ in runners],
+            together,
+            [r for r in runners if r not in together],
+            self.broadcast.subscribe,
             max(poll, _LISTENING_POLL_SECONDS) if self._listener is not None else poll,
             self.settings.projection_coalesce_seconds,
             self.progress.advanced,
-            # The rebuilding ones read the log into their shadows on their own.
-            catch_up=[r for r in runners if r in current],
         )
         if self._listener is not None:
             self._listener.start()

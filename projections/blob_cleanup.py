@@ -34,6 +34,7 @@ class BlobCleanup(Projector):
     name = "blob_cleanup"
     version = 1
     tables = ()
+    policy = True
 
     def __init__(self, reclaimer: BlobReclaimer) -> None:
         self._reclaimer = reclaimer

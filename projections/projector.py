@@ -38,6 +38,11 @@ class Projector:
     name: ClassVar[str]
     version: ClassVar[int] = 1
     tables: ClassVar[Sequence[Table]] = ()
+    # True for a policy rather than a read model. Its work outside the database
+    # (storage calls) may be slow, so it follows the log in a thread of its own
+    # and never holds the read models back (projections.worker); no query waits
+    # for its position, so that may lag a little (projections.runner.PolicyRunner).
+    policy: ClassVar[bool] = False
     _handlers: ClassVar[dict[str, Handler]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

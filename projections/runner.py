@@ -59,6 +59,39 @@ def read_position(conn: Connection, name: str) -> int:
     return int(value or 0)
 
 
+class Failures:
+    """The consecutive failures of a follower of the log, and the back-off they call for.
+
+    A database or storage outage must not kill a projector: it backs off
+    exponentially (up to 30 s) and logs the trace once, not once a second.
+    """
+
+    def __init__(self, who: str) -> None:
+        self._who = who
+        self.count = 0
+        self.retry_at = 0.0
+
+    def failed(self, error: Exception) -> float:
+        """Count a failure; return how many seconds to wait before the next try."""
+        self.count += 1
+        if self.count == 1:
+            log.error("%s failed a batch; retrying", self._who, exc_info=error)
+        else:
+            log.warning(
+                "%s failed again (%d): %s: %s", self._who, self.count, type(error).__name__, error
+            )
+        delay: float = min(30.0, 0.5 * 2.0 ** min(self.count, 6))
+        self.retry_at = time.monotonic() + delay
+        return delay
+
+    def succeeded(self) -> None:
+        """The last try worked."""
+        if self.count:
+            log.info("%s recovered after %d failures", self._who, self.count)
+        self.count = 0
+        self.retry_at = 0.0
+
+
 class ProjectionRunner:
     """Runs one projector over the log of one application recorder."""
 
@@ -120,15 +153,20 @@ class ProjectionRunner:
 
     def _advance(self, start: int, notifications: Sequence[Notification], decode: Decode) -> None:
         if notifications:
-            self._committed = None
-            try:
-                self._apply(start, notifications, decode)
-            except PositionMoved:
-                log.info("projection %s: another runner moved on; re-reading", self.name)
-            else:
-                self._committed = notifications[-1].id
+            handled = [n for n in notifications if self.projector.handles(n.topic)]
+            self._move(start, notifications[-1].id, [decode(n) for n in handled])
         else:
             self._committed = start
+
+    def _move(self, start: int, end: int, events: Sequence[Any]) -> None:
+        """Commit ``events`` and the position ``end``; after a lost race, forget the position."""
+        self._committed = None
+        try:
+            self._commit(start, end, events)
+        except PositionMoved:
+            log.info("projection %s: another runner moved on; re-reading", self.name)
+        else:
+            self._committed = end
 
     def catch_up(self) -> int:
         """Apply batches until the log is exhausted; return the position reached."""
@@ -154,7 +192,7 @@ class ProjectionRunner:
         delayed: its last batch is long past when a commit wakes it.
         ``on_batch`` is called after each batch that read events.
         """
-        failures = 0
+        failures = Failures(f"projection {self.name}")
         began = 0.0
         while not stop.is_set():
             try:
@@ -165,28 +203,12 @@ class ProjectionRunner:
                     wakeup.wait(idle_wait)
                 elif on_batch is not None:
                     on_batch()
-                if failures:
-                    log.info("projection %s recovered after %d failures", self.name, failures)
-                failures = 0
-            except Exception as error:
-                # A database or storage outage must not kill the projector: back off
-                # exponentially (up to 30 s) and log the trace once, not once a second.
-                failures += 1
-                if failures == 1:
-                    log.exception("projection %s failed a batch; retrying", self.name)
-                else:
-                    log.warning(
-                        "projection %s failed again (%d): %s: %s",
-                        self.name,
-                        failures,
-                        type(error).__name__,
-                        error,
-                    )
-                stop.wait(min(30.0, 0.5 * 2 ** min(failures, 6)))
+                failures.succeeded()
+            except Exception as error:  # noqa: BLE001 - logged by Failures, then retried
+                stop.wait(failures.failed(error))
 
-    def _apply(self, start: int, notifications: Sequence[Notification], decode: Decode) -> None:
-        events: list[Any] = [decode(n) for n in notifications if self.projector.handles(n.topic)]
-        end = notifications[-1].id
+    def _commit(self, start: int, end: int, events: Sequence[Any]) -> None:
+        """Apply ``events`` and move the position from ``start`` to ``end``, in one transaction."""
         now = datetime.now(UTC)
         with self._engine.begin() as conn:
             # The guard first: a batch that another runner already applied fails
@@ -223,6 +245,56 @@ class ProjectionRunner:
             self.projector.committed(self._engine, events)
 
 
+class PolicyRunner(ProjectionRunner):
+    """Runs a policy: a follower of the log that no query waits for.
+
+    A read model's position must move with every batch, so that a query
+    waiting for a position gets there. Nobody waits for a policy's, so a
+    batch with nothing for it is only remembered, and the position moves at
+    most once every ``idle_commit_seconds`` (or at the head of the log once
+    that long has passed, and at the end of :meth:`catch_up`): under a steady
+    trickle of commands that spares a transaction per batch. A crash
+    forgets what was only remembered; those events are read again, and
+    there is still nothing in them for the policy.
+    """
+
+    def __init__(self, *args: Any, idle_commit_seconds: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._idle_commit = idle_commit_seconds
+        self._read_to = 0  # read past the committed position, nothing in it for us
+        self._moved_at = time.monotonic()
+
+    def run_batch(self) -> int:
+        """Apply the next batch, or only remember it when it holds nothing for the policy."""
+        start = self._start()
+        notifications = self._recorder.select_notifications(
+            start=max(start, self._read_to), limit=self._batch_size, inclusive_of_start=False
+        )
+        due = time.monotonic() - self._moved_at >= self._idle_commit
+        if not notifications:
+            if due:
+                self._flush(start)
+            return 0
+        if not due and not any(self.projector.handles(n.topic) for n in notifications):
+            self._read_to = notifications[-1].id
+            return len(notifications)
+        self._advance(start, notifications, self._mapper.to_domain_event)
+        self._moved_at = time.monotonic()
+        return len(notifications)
+
+    def catch_up(self) -> int:
+        """Apply batches until the log is exhausted, then commit the position reached."""
+        while self.run_batch():
+            pass
+        self._flush(self._start())
+        return self.position()
+
+    def _flush(self, start: int) -> None:
+        if self._read_to > start:
+            self._move(start, self._read_to, [])
+        self._moved_at = time.monotonic()
+
+
 class _DecodedOnce:
     """Decodes each notification of a batch once, for every runner that handles it."""
 
@@ -237,36 +309,158 @@ class _DecodedOnce:
         return event
 
 
-def catch_up_together(
-    runners: Sequence[ProjectionRunner],
-    stop: threading.Event | None = None,
-    on_batch: Callable[[], None] | None = None,
-) -> None:
-    """Bring several projections of one log to its head, reading and decoding it once.
+class ProjectionGroup:
+    """Several projections of one log following it together, from one reader.
 
-    Run one after another, each projection would read the whole log and
-    decode every event it handles: for a read model built from scratch, most
-    of the time goes there, several times over. Here each batch is read once
-    from the lowest position among them, each event decoded at most once,
-    and every runner applies the part past its own position in its own
-    transaction, with its own position guard, as :meth:`ProjectionRunner.run_batch`
-    would. Stops early when ``stop`` is set; ``on_batch`` is called after each batch.
+    Each projection alone reads the log and decodes what it handles for
+    itself, and commits a transaction for every batch even when the batch
+    held none of its events (its position must move all the same, or a query
+    waiting for that position would wait for ever). Under a steady trickle of
+    commands that fixed cost, times every projection, dominated: projecting
+    one play cost several times what saving it did.
+
+    Together, a batch is read once from the lowest of their positions and
+    each event decoded at most once; a projection with events of its own in
+    the batch applies the part past its own position in its own transaction,
+    behind its own position guard, exactly as :meth:`ProjectionRunner.run_batch`
+    would; the positions of those with none move together, in one
+    transaction, each behind its own guard. Every projection due gets its
+    batch each round: when some are a batch or more ahead of the lowest, the
+    log is read again from theirs. A projection whose batch fails backs off
+    on its own while the others go on.
     """
-    if not runners:
-        return
-    first = runners[0]
-    recorder, mapper = first._recorder, first._mapper
-    batch_size = max(runner._batch_size for runner in runners)
-    position = min(runner._start() for runner in runners)
-    while stop is None or not stop.is_set():
-        notifications = recorder.select_notifications(
-            start=position, limit=batch_size, inclusive_of_start=False
-        )
-        if not notifications:
-            return
-        decode = _DecodedOnce(mapper)
+
+    def __init__(self, runners: Sequence[ProjectionRunner]) -> None:
+        if not runners:
+            raise ValueError("a group needs at least one runner")
+        first = runners[0]
+        same = (r._recorder is first._recorder and r._engine is first._engine for r in runners)
+        if not all(same):
+            raise ValueError("a group follows one log into one read-model database")
+        self._runners = list(runners)
+        self._recorder = first._recorder
+        self._mapper = first._mapper
+        self._engine = first._engine
+        self._batch_size = max(r._batch_size for r in runners)
+        self._failures = {r.name: Failures(f"projection {r.name}") for r in runners}
+
+    @property
+    def runners(self) -> list[ProjectionRunner]:
+        """The runners of the group, in the order they apply their batches."""
+        return list(self._runners)
+
+    def run_batch(self) -> int:
+        """Give every projection due its next batch; return how many events were read."""
+        now = time.monotonic()
+        due = [r for r in self._runners if self._failures[r.name].retry_at <= now]
+        starts = {r.name: r._start() for r in due}
+        read = 0
+        while due:
+            position = min(starts[r.name] for r in due)
+            notifications = self._recorder.select_notifications(
+                start=position, limit=self._batch_size, inclusive_of_start=False
+            )
+            if not notifications:
+                break
+            read += len(notifications)
+            end = notifications[-1].id
+            self._apply([r for r in due if starts[r.name] < end], starts, notifications)
+            if len(notifications) < self._batch_size:
+                break  # the head of the log: nobody can be past it
+            # Those already past this batch get theirs from a read of their own.
+            due = [r for r in due if starts[r.name] >= end]
+        return read
+
+    def _apply(
+        self,
+        runners: Sequence[ProjectionRunner],
+        starts: dict[str, int],
+        notifications: Sequence[Notification],
+    ) -> None:
+        decode = _DecodedOnce(self._mapper)
+        idle: list[ProjectionRunner] = []
         for runner in runners:
-            runner.apply_read(position, notifications, decode)
-        position = notifications[-1].id
-        if on_batch is not None:
-            on_batch()
+            start = starts[runner.name]
+            mine = [n for n in notifications if n.id > start]
+            # A position's first batch inserts its row: the runner's own path.
+            if start and not any(runner.projector.handles(n.topic) for n in mine):
+                idle.append(runner)
+                continue
+            failures = self._failures[runner.name]
+            try:
+                runner._advance(start, mine, decode)
+            except Exception as error:  # noqa: BLE001 - logged by Failures, then retried
+                failures.failed(error)
+            else:
+                failures.succeeded()
+        if idle:
+            self._move_together(idle, starts, notifications[-1].id)
+
+    def _move_together(
+        self, runners: Sequence[ProjectionRunner], starts: dict[str, int], end: int
+    ) -> None:
+        """Move the positions of projections with nothing to apply, in one transaction."""
+        now = datetime.now(UTC)
+        moved: list[tuple[ProjectionRunner, bool]] = []
+        for runner in runners:
+            runner._committed = None  # unknown until the commit is
+        with self._engine.begin() as conn:
+            for runner in runners:
+                count = conn.execute(
+                    update(projection_positions)
+                    .where(
+                        projection_positions.c.name == runner.name,
+                        projection_positions.c.position == starts[runner.name],
+                    )
+                    .values(position=end, updated_at=now)
+                ).rowcount
+                moved.append((runner, count == 1))
+        for runner, ok in moved:
+            # Not moved: another runner of that projection got there first; read it again.
+            runner._committed = end if ok else None
+
+    def catch_up(
+        self, stop: threading.Event | None = None, on_batch: Callable[[], None] | None = None
+    ) -> None:
+        """Bring every projection to the head of the log (or stop early when ``stop`` is set).
+
+        ``on_batch`` is called after each round that read events. A
+        projection that fails is left behind, backing off; the others go on.
+        """
+        while stop is None or not stop.is_set():
+            if not self.run_batch():
+                return
+            if on_batch is not None:
+                on_batch()
+
+    def run(
+        self,
+        stop: threading.Event,
+        wakeup: Wakeup,
+        idle_wait: float,
+        coalesce: float = 0.0,
+        on_batch: Callable[[], None] | None = None,
+    ) -> None:
+        """Follow the log until ``stop`` is set, as :meth:`ProjectionRunner.run` does alone."""
+        failures = Failures("projections")
+        began = 0.0
+        while not stop.is_set():
+            try:
+                if stop.wait(max(0.0, began + coalesce - time.monotonic())):
+                    break
+                began = time.monotonic()
+                if self.run_batch() == 0:
+                    wakeup.wait(self._idle_wait(idle_wait))
+                elif on_batch is not None:
+                    on_batch()
+                failures.succeeded()
+            except Exception as error:  # noqa: BLE001 - logged by Failures, then retried
+                # Reading the log or moving the idle positions failed: the database.
+                stop.wait(failures.failed(error))
+
+    def _idle_wait(self, idle_wait: float) -> float:
+        """How long to wait for a wake-up: no later than a failed projection's next try."""
+        retries = [f.retry_at for f in self._failures.values() if f.retry_at]
+        if not retries:
+            return idle_wait
+        return max(0.0, min(idle_wait, min(retries) - time.monotonic()))

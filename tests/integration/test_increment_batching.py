@@ -26,7 +26,7 @@ from infrastructure.bootstrap import Container
 from projections.listening import ListeningProjector
 from projections.playlists import PlaylistsProjector
 from projections.reactions import ReactionsProjector
-from projections.runner import ProjectionRunner, catch_up_together
+from projections.runner import ProjectionGroup, ProjectionRunner
 from projections.schema import (
     playlist_entries,
     playlists,
@@ -119,7 +119,7 @@ def rebuild(
         for projector in projectors
     ]
     if together:
-        catch_up_together(runners)
+        ProjectionGroup(runners).catch_up()
     else:
         for runner in runners:
             runner.catch_up()
