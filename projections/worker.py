@@ -15,7 +15,7 @@ class ProjectionWorker:
     """Owns the projection threads, all woken by the same signal.
 
     The runners in ``together`` follow the log as one
-    :class:`projections.runner.ProjectionGroup`, in one thread: one read and
+    :class:`projections.runner.ProjectionGroup`, from one thread: one read and
     one decoding of the log for all of them, whether they are catching up on
     a fresh read-model database or following new commands. Each runner in
     ``alone`` has a thread of its own: one rebuilding its read model, or a
