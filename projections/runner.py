@@ -62,6 +62,16 @@ def read_position(conn: Connection, name: str) -> int:
     return int(value or 0)
 
 
+def move_position(conn: Connection, name: str, start: int, end: int, now: datetime) -> bool:
+    """Move a projection's position from ``start`` to ``end``; False if it is not at ``start``."""
+    moved = conn.execute(
+        update(projection_positions)
+        .where(projection_positions.c.name == name, projection_positions.c.position == start)
+        .values(position=end, updated_at=now)
+    ).rowcount
+    return bool(moved == 1)
+
+
 class Failures:
     """The consecutive failures of a follower of the log, and the back-off they call for.
 
@@ -93,6 +103,35 @@ class Failures:
             log.info("%s recovered after %d failures", self._who, self.count)
         self.count = 0
         self.retry_at = 0.0
+
+
+def follow(
+    run_batch: Callable[[], int],
+    failures: Failures,
+    stop: threading.Event,
+    wait: Callable[[], None],
+    coalesce: float,
+    on_batch: Callable[[], None] | None,
+) -> None:
+    """Run batches until ``stop`` is set; ``wait`` for a wake-up when one reads nothing.
+
+    A batch starts at least ``coalesce`` seconds after the previous one, and
+    ``on_batch`` is called after each batch that read events; a batch that
+    raises is retried after the back-off ``failures`` calls for.
+    """
+    began = 0.0
+    while not stop.is_set():
+        try:
+            if stop.wait(max(0.0, began + coalesce - time.monotonic())):
+                break
+            began = time.monotonic()
+            if run_batch() == 0:
+                wait()
+            elif on_batch is not None:
+                on_batch()
+            failures.succeeded()
+        except Exception as error:  # noqa: BLE001 - logged by Failures, then retried
+            stop.wait(failures.failed(error))
 
 
 class ProjectionRunner:
@@ -140,17 +179,6 @@ class ProjectionRunner:
         self._advance(start, notifications, self._mapper.to_domain_event)
         return len(notifications)
 
-    def apply_read(self, after: int, notifications: Sequence[Notification], decode: Decode) -> None:
-        """Apply notifications read for several runners: those past this one's position.
-
-        ``notifications`` are the log's events after position ``after``. A
-        runner whose position is behind ``after`` (moved back by someone else)
-        takes none of them: its own next batch reads what it lacks.
-        """
-        start = self._start()
-        if start >= after:
-            self._advance(start, [n for n in notifications if n.id > start], decode)
-
     def _start(self) -> int:
         return self._committed if self._committed is not None else self.position()
 
@@ -195,20 +223,14 @@ class ProjectionRunner:
         delayed: its last batch is long past when a commit wakes it.
         ``on_batch`` is called after each batch that read events.
         """
-        failures = Failures(f"projection {self.name}")
-        began = 0.0
-        while not stop.is_set():
-            try:
-                if stop.wait(max(0.0, began + coalesce - time.monotonic())):
-                    break
-                began = time.monotonic()
-                if self.run_batch() == 0:
-                    wakeup.wait(idle_wait)
-                elif on_batch is not None:
-                    on_batch()
-                failures.succeeded()
-            except Exception as error:  # noqa: BLE001 - logged by Failures, then retried
-                stop.wait(failures.failed(error))
+        follow(
+            self.run_batch,
+            Failures(f"projection {self.name}"),
+            stop,
+            lambda: wakeup.wait(idle_wait),
+            coalesce,
+            on_batch,
+        )
 
     def _commit(self, start: int, end: int, events: Sequence[Any]) -> None:
         """Apply ``events`` and move the position from ``start`` to ``end``, in one transaction."""
@@ -218,15 +240,7 @@ class ProjectionRunner:
             # here, before any of its writes could collide with that runner's rows
             # (a duplicate key would be a failure, not a lost race); the row lock
             # also makes a concurrent runner of this projection wait for this batch.
-            moved = conn.execute(
-                update(projection_positions)
-                .where(
-                    projection_positions.c.name == self.name,
-                    projection_positions.c.position == start,
-                )
-                .values(position=end, updated_at=now)
-            ).rowcount
-            if moved == 0:
+            if not move_position(conn, self.name, start, end, now):
                 if start != 0 or read_position(conn, self.name) != 0:
                     raise PositionMoved
                 # First batch ever: the row does not exist yet. A concurrent first
@@ -349,11 +363,6 @@ class ProjectionGroup:
         self._failures = {r.name: Failures(f"projection {r.name}") for r in runners}
         self._pool: ThreadPoolExecutor | None = None
 
-    @property
-    def runners(self) -> list[ProjectionRunner]:
-        """The runners of the group, in the order they apply their batches."""
-        return list(self._runners)
-
     def run_batch(self) -> int:
         """Give every projection due its next batch; return how many events were read."""
         now = time.monotonic()
@@ -428,15 +437,8 @@ class ProjectionGroup:
             runner._committed = None  # unknown until the commit is
         with self._engine.begin() as conn:
             for runner in runners:
-                count = conn.execute(
-                    update(projection_positions)
-                    .where(
-                        projection_positions.c.name == runner.name,
-                        projection_positions.c.position == starts[runner.name],
-                    )
-                    .values(position=end, updated_at=now)
-                ).rowcount
-                moved.append((runner, count == 1))
+                ok = move_position(conn, runner.name, starts[runner.name], end, now)
+                moved.append((runner, ok))
         for runner, ok in moved:
             # Not moved: another runner of that projection got there first; read it again.
             runner._committed = end if ok else None
@@ -481,31 +483,15 @@ class ProjectionGroup:
     ) -> None:
         """Follow the log until ``stop`` is set, as :meth:`ProjectionRunner.run` does alone."""
         with self._side_by_side():
-            self._follow(stop, wakeup, idle_wait, coalesce, on_batch)
-
-    def _follow(
-        self,
-        stop: threading.Event,
-        wakeup: Wakeup,
-        idle_wait: float,
-        coalesce: float,
-        on_batch: Callable[[], None] | None,
-    ) -> None:
-        failures = Failures("projections")
-        began = 0.0
-        while not stop.is_set():
-            try:
-                if stop.wait(max(0.0, began + coalesce - time.monotonic())):
-                    break
-                began = time.monotonic()
-                if self.run_batch() == 0:
-                    wakeup.wait(self._idle_wait(idle_wait))
-                elif on_batch is not None:
-                    on_batch()
-                failures.succeeded()
-            except Exception as error:  # noqa: BLE001 - logged by Failures, then retried
-                # Reading the log or moving the idle positions failed: the database.
-                stop.wait(failures.failed(error))
+            # A failure here is reading the log or moving the idle positions: the database.
+            follow(
+                self.run_batch,
+                Failures("projections"),
+                stop,
+                lambda: wakeup.wait(self._idle_wait(idle_wait)),
+                coalesce,
+                on_batch,
+            )
 
     def _idle_wait(self, idle_wait: float) -> float:
         """How long to wait for a wake-up: no later than a failed projection's next try."""

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Sequence
 
 from projections.runner import ProjectionGroup, ProjectionRunner, Wakeup
-
-log = logging.getLogger(__name__)
 
 
 class ProjectionWorker:
