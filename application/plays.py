@@ -64,7 +64,7 @@ class PlayCommands(Handlers):
             uow.add(Play.record(play_id, user_id, target_kind, target_id, now))
             return play_id
 
-        return self._runner.run(decide)
+        return self._runner.run(decide, reads=(target_id,))
 
     def start_playback(
         self, user_id: UUID, track_id: UUID, playlist_id: UUID | None = None

@@ -5,12 +5,26 @@ Adapters live in ``infrastructure``; the composition root picks them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+
+
+@runtime_checkable
+class AggregateHistories(Protocol):
+    """The event store read for many aggregates at once (the chained recorders)."""
+
+    def select_events_after(self, versions: Mapping[UUID, int]) -> Sequence[StoredEvent]:
+        """The events of each aggregate after the version given for it (0: all of them).
+
+        Each aggregate's events come in version order.
+        """
+        ...
 
 
 class Clock(Protocol):

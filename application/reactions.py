@@ -60,7 +60,7 @@ class ReactionCommands(Handlers):
             reaction.set(kind, now)
             return MyReactions.of(target_id, reaction.kinds)
 
-        return self._runner.run(decide)
+        return self._runner.run(decide, reads=(target_id, Reaction.id_for(user_id, target_id)))
 
     def clear_reaction(
         self, user_id: UUID, target_kind: str, target_id: UUID, kind: str
@@ -77,4 +77,4 @@ class ReactionCommands(Handlers):
             reaction.clear(kind, now)
             return MyReactions.of(target_id, reaction.kinds)
 
-        return self._runner.run(decide)
+        return self._runner.run(decide, reads=(target_id, Reaction.id_for(user_id, target_id)))

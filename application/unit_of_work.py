@@ -13,7 +13,8 @@ on its own. :class:`GroupCommitRunner` gathers the commands that arrive
 while a save is in flight and commits them together in one transaction
 (group commit): the event store then pays its per-transaction costs (a
 table lock and a NOTIFY on PostgreSQL, a sync on SQLite) once per batch
-instead of once per command.
+instead of once per command, and reads the aggregates of the whole batch in
+one query.
 """
 
 from __future__ import annotations
@@ -24,11 +25,10 @@ import random
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import Future
-from copy import deepcopy
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -36,6 +36,7 @@ from eventsourcing.domain import Aggregate, DomainEventProtocol
 from eventsourcing.persistence import InterfaceError, OperationalError, RecordConflictError
 
 from application.errors import Contention, NotFound
+from application.ports import AggregateHistories
 from domain.claims import UniqueClaim
 
 A = TypeVar("A", bound=Aggregate)
@@ -52,64 +53,70 @@ class Committed(Generic[T]):
     position: int
 
 
+Read = Callable[[Collection[UUID]], dict[UUID, Aggregate | None]]
+
+
 @dataclass
 class _BatchState:
     """The aggregates of one batch, shared by the commands decided in it, in order.
 
-    ``loaded`` keeps the version each aggregate had when read from the store
-    (absent for aggregates created in the batch) and ``history`` the events
-    the batch's successful commands gave it, so that the state left by a
-    command that failed half-way can be rebuilt without copying aggregates
-    on the success path.
+    ``preloaded`` holds what the batch's commands said they would read, read
+    in one go before deciding, and ``read`` reads anything else. ``loaded``
+    keeps the version each aggregate had when read (absent for aggregates
+    created in the batch) and ``history`` the events the batch's successful
+    commands gave it, so that the state left by a command that failed
+    half-way can be rebuilt without copying aggregates on the success path.
     """
 
+    read: Read
+    preloaded: dict[UUID, Aggregate | None] = field(default_factory=dict)
     aggregates: dict[UUID, Aggregate] = field(default_factory=dict)
     loaded: dict[UUID, int] = field(default_factory=dict)
     history: dict[UUID, list[Any]] = field(default_factory=dict)
-    # Aggregates as this runner's last batches left them (None: read the store).
-    recent: _Recent | None = None
+
+    def load(self, aggregate_id: UUID) -> Aggregate | None:
+        """The aggregate as the store holds it; a preloaded one is handed out once."""
+        if aggregate_id in self.preloaded:
+            return self.preloaded.pop(aggregate_id)
+        return self.read((aggregate_id,))[aggregate_id]
+
+    def settled(self) -> Iterable[Aggregate]:
+        """Every aggregate of the batch, as it stands once the batch is saved."""
+        yield from self.aggregates.values()
+        yield from (a for a in self.preloaded.values() if a is not None)
 
 
-class _Recent:
-    """The aggregates the last batches wrote, as they committed them (a bounded LRU).
+class _Committed:
+    """Aggregates as committed by the last batches, owned by the committer (a bounded LRU).
 
-    Commands rehearsed while an earlier batch was in flight read its
-    aggregates before that batch committed; seeding the next batch from here
-    instead spares it a certain conflict on aggregates many commands write.
+    A batch takes its aggregates out and decides on them in place; only a
+    saved batch puts them back, so a failed one leaves nothing half-changed
+    here. An aggregate kept here is fast-forwarded with the events other
+    writers appended since, never trusted as it is.
     """
 
-    def __init__(self, size: int = 4096) -> None:
+    def __init__(self, size: int = 10_000) -> None:
         self._size = size
         self._items: OrderedDict[UUID, Aggregate] = OrderedDict()
 
-    def get(self, aggregate_id: UUID) -> Aggregate | None:
-        """The committed aggregate, if it was written lately."""
-        return self._items.get(aggregate_id)
+    def take(self, aggregate_id: UUID) -> Aggregate | None:
+        """Remove and return the aggregate, if kept."""
+        return self._items.pop(aggregate_id, None)
 
     def put(self, aggregate: Aggregate) -> None:
-        """Remember ``aggregate`` as committed (it must not be changed afterwards)."""
+        """Keep ``aggregate``, as committed."""
         self._items[aggregate.id] = aggregate
         self._items.move_to_end(aggregate.id)
         if len(self._items) > self._size:
             self._items.popitem(last=False)
 
-    def clear(self) -> None:
-        """Forget everything (after a conflict: another writer is about)."""
-        self._items.clear()
-
 
 class UnitOfWork:
     """The aggregates one command reads and changes, each loaded once."""
 
-    def __init__(
-        self,
-        app: Application[UUID],
-        batch: _BatchState | None = None,
-        preloaded: dict[UUID, Aggregate | None] | None = None,
-    ) -> None:
+    def __init__(self, app: Application[UUID], batch: _BatchState | None = None) -> None:
         self._app = app
         self._batch = batch
-        self._preloaded = preloaded
         self._aggregates: dict[UUID, Aggregate] = batch.aggregates if batch is not None else {}
         # In a batch: what this command touched, and what its add() displaced,
         # so that a failure can be undone and its events told apart.
@@ -130,17 +137,11 @@ class UnitOfWork:
         return found if isinstance(found, cls) else None
 
     def _load(self, aggregate_id: UUID) -> Aggregate | None:
-        """The aggregate from the store, or from the command's rehearsal when it had one."""
-        if self._preloaded is not None and aggregate_id in self._preloaded:
-            # Read by the caller's thread just before queueing; handed over once.
-            found = self._preloaded.pop(aggregate_id)
-            if self._batch is not None and self._batch.recent is not None:
-                recent = self._batch.recent.get(aggregate_id)
-                if recent is not None and (found is None or recent.version > found.version):
-                    return deepcopy(recent)
-            return found
+        """The aggregate from the store (through the batch, in a batch)."""
+        if self._batch is not None:
+            return self._batch.load(aggregate_id)
         try:
-            found = self._app.repository.get(aggregate_id)
+            found: Aggregate = self._app.repository.get(aggregate_id)
         except AggregateNotFoundError:
             return None
         return found
@@ -232,22 +233,20 @@ class UnitOfWork:
 
 
 class _Rehearsal(UnitOfWork):
-    """Runs a command once in its caller's thread, only to read what it needs.
+    """Runs a command once in its caller's thread, only to learn what it reads.
 
-    The store is read there, in parallel with the other callers, and an
-    untouched copy of each aggregate is kept for the committer, which then
-    decides for real without waiting on the database. A command that would
-    fail is not told here: only its decision in the batch counts.
+    For commands that do not say up front which aggregates they read: the
+    committer then reads those with the rest of the batch. A command that
+    would fail is not told here: only its decision in the batch counts.
     """
 
     def __init__(self, app: Application[UUID]) -> None:
         super().__init__(app)
-        self.read: dict[UUID, Aggregate | None] = {}
+        self.read: dict[UUID, None] = {}
 
     def _load(self, aggregate_id: UUID) -> Aggregate | None:
-        found = super()._load(aggregate_id)
-        self.read[aggregate_id] = None if found is None else deepcopy(found)
-        return found
+        self.read[aggregate_id] = None
+        return super()._load(aggregate_id)
 
 
 class CommandRunner:
@@ -272,8 +271,14 @@ class CommandRunner:
         """The position of the last event in the log (0 when empty)."""
         return self._app.recorder.max_notification_id() or 0
 
-    def run(self, decide: Callable[[UnitOfWork], T]) -> Committed[T]:
-        """Decide on fresh state and save; on a write conflict, decide again."""
+    def run(
+        self, decide: Callable[[UnitOfWork], T], reads: Iterable[UUID] | None = None
+    ) -> Committed[T]:
+        """Decide on fresh state and save; on a write conflict, decide again.
+
+        ``reads`` names the aggregates ``decide`` will read, when known; this
+        runner reads each when asked and needs no such hint.
+        """
         for attempt in range(self._attempts):
             uow = UnitOfWork(self._app)
             value = decide(uow)
@@ -299,15 +304,11 @@ class CommandRunner:
 class _Pending:
     """A command waiting in the group-commit queue, and what its caller waits on."""
 
-    __slots__ = ("conflicts", "decide", "future", "preloaded")
+    __slots__ = ("conflicts", "decide", "future", "reads")
 
-    def __init__(
-        self,
-        decide: Callable[[UnitOfWork], Any],
-        preloaded: dict[UUID, Aggregate | None] | None,
-    ) -> None:
+    def __init__(self, decide: Callable[[UnitOfWork], Any], reads: Iterable[UUID]) -> None:
         self.decide = decide
-        self.preloaded = preloaded
+        self.reads = reads
         self.future: Future[Committed[Any]] = Future()
         self.conflicts = 0
 
@@ -335,12 +336,14 @@ class GroupCommitRunner(CommandRunner):
     aggregates (so commands on the same aggregate see each other, in order),
     and appends all their events in one ``save``.
 
-    :meth:`run` first rehearses the command in the caller's thread: the reads
-    it needs happen there, in parallel, and the committer decides on those
-    copies (or on the state its own last batches committed, when newer)
-    without waiting on the database. Stale copies cannot slip through: the
-    store refuses a save over a version it does not hold, and every retry
-    after a refusal reads the store afresh. Guarantees:
+    Before deciding, the committer reads every aggregate the batch's
+    commands will read in one query: the ones its last batches committed
+    are kept in memory and only fast-forwarded with what other writers
+    appended since. A command names its reads up front (``reads``), or
+    :meth:`run` rehearses it in the caller's thread to find them. A read
+    that was not named is made when asked. Another writer can still move an
+    aggregate between that read and the save: the store then refuses the
+    save, and the retry reads afresh. Guarantees:
 
     * nobody hears of success, nor of a failure decided on the batch's state,
       before the batch's save has returned;
@@ -364,6 +367,9 @@ class GroupCommitRunner(CommandRunner):
         idle_exit_seconds: float = 2.0,
     ) -> None:
         super().__init__(app, attempts, on_commit)
+        if not isinstance(app.recorder, AggregateHistories):
+            raise TypeError(f"{type(app.recorder).__name__} cannot read many aggregates at once")
+        self._histories: AggregateHistories = app.recorder
         self._max_batch = max(1, max_batch)
         self._idle_exit = idle_exit_seconds
         self._queue: deque[_Pending] = deque()
@@ -371,30 +377,33 @@ class GroupCommitRunner(CommandRunner):
         self._wake = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
         self._closed = False
-        self._recent = _Recent()
+        self._committed = _Committed()
         self.batches = 0
         self.commands = 0
 
-    def run(self, decide: Callable[[UnitOfWork], T]) -> Committed[T]:
-        """Rehearse the command here, queue it, return its outcome once its batch is durable."""
-        rehearsal = _Rehearsal(self._app)
-        with contextlib.suppress(Exception):
-            decide(rehearsal)
-        result: Committed[T] = self._queue_command(decide, rehearsal.read).result()
+    def run(
+        self, decide: Callable[[UnitOfWork], T], reads: Iterable[UUID] | None = None
+    ) -> Committed[T]:
+        """Queue the command, return its outcome once its batch is durable.
+
+        Without ``reads``, the command is rehearsed here first to find them.
+        """
+        if reads is None:
+            rehearsal = _Rehearsal(self._app)
+            with contextlib.suppress(Exception):
+                decide(rehearsal)
+            reads = rehearsal.read
+        result: Committed[T] = self.submit(decide, reads).result()
         return result
 
-    def submit(self, decide: Callable[[UnitOfWork], T]) -> Future[Committed[T]]:
+    def submit(
+        self, decide: Callable[[UnitOfWork], T], reads: Iterable[UUID] = ()
+    ) -> Future[Committed[T]]:
         """Queue the command; the future resolves once its batch is durable.
 
-        For callers that must not block (an event loop): the committer then
-        reads what the command needs itself.
+        For callers that must not block (an event loop).
         """
-        return self._queue_command(decide, None)
-
-    def _queue_command(
-        self, decide: Callable[[UnitOfWork], T], preloaded: dict[UUID, Aggregate | None] | None
-    ) -> Future[Committed[T]]:
-        pending = _Pending(decide, preloaded)
+        pending = _Pending(decide, reads)
         with self._lock:
             if self._closed:
                 raise RuntimeError("the command runner is closed")
@@ -447,10 +456,6 @@ class GroupCommitRunner(CommandRunner):
             try:
                 self._commit_group(group)
             except _Conflict:
-                # From now on, decide on what the store holds.
-                self._recent.clear()
-                for pending in group:
-                    pending.preloaded = None
                 if len(group) > 1:
                     middle = len(group) // 2
                     groups.append(group[middle:])
@@ -468,11 +473,42 @@ class GroupCommitRunner(CommandRunner):
                     time.sleep(random.uniform(0, 0.001 * pending.conflicts))  # noqa: S311
                 groups.append(group)
 
+    def _read(self, aggregate_ids: Collection[UUID]) -> dict[UUID, Aggregate | None]:
+        """The aggregates as the store holds them now (None: never created), in one query.
+
+        Kept ones are taken out of :class:`_Committed` and fast-forwarded.
+        """
+        found: dict[UUID, Aggregate | None] = {}
+        versions: dict[UUID, int] = {}
+        for aggregate_id in aggregate_ids:
+            kept = self._committed.take(aggregate_id)
+            found[aggregate_id] = kept
+            versions[aggregate_id] = 0 if kept is None else kept.version
+        to_domain_event = self._app.mapper.to_domain_event
+        for stored in self._histories.select_events_after(versions):
+            originator_id = cast(UUID, stored.originator_id)
+            event = cast(Aggregate.Event, to_domain_event(stored))
+            found[originator_id] = event.mutate(found[originator_id])
+        return found
+
     def _commit_group(self, group: Sequence[_Pending]) -> None:
-        batch = _BatchState(recent=self._recent)
+        batch = _BatchState(self._read)
+        reads = dict.fromkeys(r for pending in group for r in pending.reads)
+        if reads:
+            try:
+                batch.preloaded = self._read(reads)
+            except (OperationalError, InterfaceError) as error:
+                # The store is unreachable: no command of the batch could be decided.
+                for pending in group:
+                    pending.future.set_exception(error)
+                return
+            except Exception:
+                # Some aggregate cannot be read (an event that no longer decodes...):
+                # the commands then read on demand, and only those that need it fail.
+                log.debug("the batch's reads failed; reading per command", exc_info=True)
         outcomes: list[_Outcome] = []
         for pending in group:
-            uow = UnitOfWork(self._app, batch, pending.preloaded)
+            uow = UnitOfWork(self._app, batch)
             try:
                 value = pending.decide(uow)
             except Exception as error:  # noqa: BLE001 - it is this command's answer
@@ -502,10 +538,8 @@ class GroupCommitRunner(CommandRunner):
             group[0].future.set_exception(error)
             return
         batch_position = max(r.notification.id for r in recordings)
-        for aggregate_id in batch.history:
-            written = batch.aggregates.get(aggregate_id)
-            if written is not None:
-                self._recent.put(written)
+        for aggregate in batch.settled():
+            self._committed.put(aggregate)
         if self._on_commit is not None:
             self._on_commit(batch_position)
         index = 0

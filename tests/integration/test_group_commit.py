@@ -342,30 +342,85 @@ def test_a_batch_has_the_outcome_of_its_commands_run_one_after_the_other(
             assert counter_id not in container.app.repository
 
 
-def test_a_command_whose_rehearsed_reads_went_stale_is_decided_again_on_fresh_state(
-    container: Container, runner: GroupCommitRunner, settings: Settings
-) -> None:
-    counter_id = uuid4()
-    runner.run(increment(counter_id))
+def overtaking(
+    container: Container, settings: Settings, counter_id: UUID, at_call: int
+) -> tuple[Decide, list[int], Callable[[], None]]:
+    """An increment during whose ``at_call``-th decision another process increments first.
+
+    Returns the decide function, its call count, and a function that closes
+    the other process.
+    """
     other_process = build(settings)
     elsewhere = CommandRunner(other_process.app, attempts=1)
     calls = [0]
 
-    def overtaken_after_rehearsal(uow: UnitOfWork) -> tuple[UUID, int]:
+    def decide(uow: UnitOfWork) -> tuple[UUID, int]:
         calls[0] += 1
         counter = uow.get(Counter, counter_id)
-        if calls[0] == 1:
-            # The rehearsal has read the counter; another writer moves it on.
+        if calls[0] == at_call:
             elsewhere.run(increment(counter_id))
         counter.increment()
         return counter_id, counter.count
 
-    try:
-        committed = runner.run(overtaken_after_rehearsal)
-    finally:
-        other_process.close()
+    return decide, calls, other_process.close
 
-    assert calls[0] == 3  # rehearsal, the refused decision, the one on fresh state
+
+def test_a_command_is_decided_on_the_store_as_its_batch_reads_it_not_as_rehearsed(
+    container: Container, runner: GroupCommitRunner, settings: Settings
+) -> None:
+    counter_id = uuid4()
+    runner.run(increment(counter_id))
+    decide, calls, close = overtaking(container, settings, counter_id, at_call=1)
+
+    try:
+        committed = runner.run(decide)  # no reads named: rehearsed first
+    finally:
+        close()
+
+    assert calls[0] == 2  # the rehearsal, then one decision on what the store held
     assert committed.value == (counter_id, 3)
     assert count_of(container, counter_id) == 3
     assert committed.position == position_of(container, counter_id, 3)
+
+
+def test_a_command_overtaken_between_its_batch_read_and_the_save_is_decided_again(
+    container: Container, runner: GroupCommitRunner, settings: Settings
+) -> None:
+    counter_id = uuid4()
+    runner.run(increment(counter_id), reads=[counter_id])
+    decide, calls, close = overtaking(container, settings, counter_id, at_call=1)
+
+    try:
+        committed = runner.run(decide, reads=[counter_id])
+    finally:
+        close()
+
+    assert calls[0] == 2  # the refused decision, then the one on fresh state
+    assert committed.value == (counter_id, 3)
+    assert count_of(container, counter_id) == 3
+    assert committed.position == position_of(container, counter_id, 3)
+
+
+def test_an_aggregate_kept_from_an_earlier_batch_is_brought_up_to_date_before_deciding(
+    container: Container, runner: GroupCommitRunner, settings: Settings
+) -> None:
+    counter_id = uuid4()
+    runner.run(increment(counter_id), reads=[counter_id])
+    runner.run(increment(counter_id), reads=[counter_id])  # kept by the committer now
+    other_process = build(settings)
+    try:
+        CommandRunner(other_process.app, attempts=1).run(increment(counter_id))
+    finally:
+        other_process.close()
+    calls = [0]
+
+    def counted(uow: UnitOfWork) -> tuple[UUID, int]:
+        calls[0] += 1
+        result: tuple[UUID, int] = increment(counter_id)(uow)
+        return result
+
+    committed = runner.run(counted, reads=[counter_id])
+
+    assert calls[0] == 1  # decided once: on the other process's increment, not before it
+    assert committed.value == (counter_id, 4)
+    assert count_of(container, counter_id) == 4
