@@ -54,7 +54,9 @@ class PlaybackState:
 class PlayCommands(Handlers):
     """Play and playback-session commands."""
 
-    def record_play(self, user_id: UUID, target_kind: str, target_id: UUID) -> Committed[UUID]:
+    async def record_play(
+        self, user_id: UUID, target_kind: str, target_id: UUID
+    ) -> Committed[UUID]:
         """One play of a live track, or of a playlist the user may see; returns the play's id."""
         play_id = uuid4()
         now = self._clock.now()
@@ -64,7 +66,7 @@ class PlayCommands(Handlers):
             uow.add(Play.record(play_id, user_id, target_kind, target_id, now))
             return play_id
 
-        return self._runner.run(decide, reads=(target_id,))
+        return await self._runner.run_async(decide, reads=(target_id,))
 
     def start_playback(
         self, user_id: UUID, track_id: UUID, playlist_id: UUID | None = None

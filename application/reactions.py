@@ -3,6 +3,10 @@
 Both are idempotent: setting a reaction that is set, or clearing one that is
 not, appends nothing. The target must exist, be live, and be visible to the
 user (a private playlist of someone else does not exist for them).
+
+They are coroutines, like a direct play: they are the commands the service
+takes most often, and it awaits their group commit on its event loop instead
+of parking a thread per request.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ def check_target(uow: UnitOfWork, user_id: UUID, target_kind: str, target_id: UU
 class ReactionCommands(Handlers):
     """Reaction commands; one small aggregate per (user, target), so nobody contends."""
 
-    def set_reaction(
+    async def set_reaction(
         self, user_id: UUID, target_kind: str, target_id: UUID, kind: str
     ) -> Committed[MyReactions]:
         """Set the user's ``kind`` reaction (setting like clears dislike, and back)."""
@@ -60,9 +64,10 @@ class ReactionCommands(Handlers):
             reaction.set(kind, now)
             return MyReactions.of(target_id, reaction.kinds)
 
-        return self._runner.run(decide, reads=(target_id, Reaction.id_for(user_id, target_id)))
+        reads = (target_id, Reaction.id_for(user_id, target_id))
+        return await self._runner.run_async(decide, reads)
 
-    def clear_reaction(
+    async def clear_reaction(
         self, user_id: UUID, target_kind: str, target_id: UUID, kind: str
     ) -> Committed[MyReactions]:
         """Clear the user's ``kind`` reaction, if set."""
@@ -77,4 +82,5 @@ class ReactionCommands(Handlers):
             reaction.clear(kind, now)
             return MyReactions.of(target_id, reaction.kinds)
 
-        return self._runner.run(decide, reads=(target_id, Reaction.id_for(user_id, target_id)))
+        reads = (target_id, Reaction.id_for(user_id, target_id))
+        return await self._runner.run_async(decide, reads)

@@ -8,6 +8,9 @@ store refuses the whole save; the runner then replays the command on fresh
 state, a bounded number of times, so that concurrent requests do not fail
 because of each other.
 
+Both runners serve blocking callers (:meth:`CommandRunner.run`) and callers
+on an event loop (:meth:`CommandRunner.run_async`), which must not block.
+
 Two runners share that contract. :class:`CommandRunner` saves each command
 on its own. :class:`GroupCommitRunner` gathers the commands that arrive
 while a save is in flight and commits them together in one transaction
@@ -19,6 +22,7 @@ one query.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import random
@@ -26,7 +30,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Collection, Iterable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
 from uuid import UUID
@@ -252,6 +256,10 @@ class _Rehearsal(UnitOfWork):
 class CommandRunner:
     """Runs commands against one event-sourced application, retrying lost races."""
 
+    # Threads in which run_async's callers wait for their save (as many as
+    # the ASGI server's own pool for blocking endpoints).
+    async_threads = 40
+
     def __init__(
         self,
         app: Application[UUID],
@@ -261,6 +269,8 @@ class CommandRunner:
         self._app = app
         self._attempts = max(1, attempts)
         self._on_commit = on_commit
+        self._threads: ThreadPoolExecutor | None = None
+        self._threads_lock = threading.Lock()
 
     @property
     def app(self) -> Application[UUID]:
@@ -297,8 +307,22 @@ class CommandRunner:
             return Committed(value, position)
         raise Contention("too many concurrent changes to the same thing; try again")
 
+    async def run_async(
+        self, decide: Callable[[UnitOfWork], T], reads: Iterable[UUID] | None = None
+    ) -> Committed[T]:
+        """:meth:`run`, awaited: the save blocks one of the runner's threads, not the loop."""
+        with self._threads_lock:
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(self.async_threads, "command")
+            threads = self._threads
+        return await asyncio.wrap_future(threads.submit(self.run, decide, reads))
+
     def close(self) -> None:
-        """Release what the runner holds (nothing for this one)."""
+        """Wait for the commands in flight and release the runner's threads."""
+        with self._threads_lock:
+            threads, self._threads = self._threads, None
+        if threads is not None:
+            threads.shutdown(wait=True)
 
 
 class _Pending:
@@ -310,6 +334,8 @@ class _Pending:
         self.decide = decide
         self.reads = reads
         self.future: Future[Committed[Any]] = Future()
+        # Queued is committed: a caller that stops waiting cannot cancel it.
+        self.future.set_running_or_notify_cancel()
         self.conflicts = 0
 
 
@@ -396,6 +422,16 @@ class GroupCommitRunner(CommandRunner):
         result: Committed[T] = self.submit(decide, reads).result()
         return result
 
+    async def run_async(
+        self, decide: Callable[[UnitOfWork], T], reads: Iterable[UUID] | None = None
+    ) -> Committed[T]:
+        """Queue the command and await its batch, without tying up a thread.
+
+        No rehearsal here (its reads would block the loop): reads not named
+        are made by the committer when the command asks for them.
+        """
+        return await asyncio.wrap_future(self.submit(decide, () if reads is None else reads))
+
     def submit(
         self, decide: Callable[[UnitOfWork], T], reads: Iterable[UUID] = ()
     ) -> Future[Committed[T]]:
@@ -426,6 +462,7 @@ class GroupCommitRunner(CommandRunner):
             self._wake.notify()
         if thread is not None:
             thread.join(timeout=30)
+        super().close()
 
     def _commit_loop(self) -> None:
         while True:

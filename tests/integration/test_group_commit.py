@@ -7,6 +7,8 @@ by number against the real event store of each backend.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -424,3 +426,61 @@ def test_an_aggregate_kept_from_an_earlier_batch_is_brought_up_to_date_before_de
     assert calls[0] == 1  # decided once: on the other process's increment, not before it
     assert committed.value == (counter_id, 4)
     assert count_of(container, counter_id) == 4
+
+
+@pytest.mark.parametrize("grouped", [True, False], ids=["group-commit", "one-save-each"])
+def test_commands_awaited_on_an_event_loop_are_each_applied_once(
+    container: Container, grouped: bool
+) -> None:
+    runner = (
+        GroupCommitRunner(container.app, attempts=50)
+        if grouped
+        else CommandRunner(container.app, attempts=50)
+    )
+    counter_id = uuid4()
+    runner.run(increment(counter_id))
+
+    async def concurrently() -> list[Committed[Any]]:
+        return await asyncio.gather(
+            *(runner.run_async(increment(counter_id), reads=[counter_id]) for _ in range(20))
+        )
+
+    try:
+        results = asyncio.run(concurrently())
+    finally:
+        runner.close()
+
+    assert sorted(r.value[1] for r in results) == list(range(2, 22))
+    assert count_of(container, counter_id) == 21
+    for result in results:
+        assert result.position == position_of(container, counter_id, result.value[1])
+
+
+def test_a_caller_that_stops_waiting_neither_cancels_its_command_nor_breaks_its_batch(
+    container: Container, runner: GroupCommitRunner
+) -> None:
+    counter_id = uuid4()
+    gate, holding = threading.Event(), threading.Event()
+
+    def hold(uow: UnitOfWork) -> None:
+        holding.set()
+        gate.wait(10)
+
+    first = runner.submit(hold)
+    assert holding.wait(10)
+
+    async def one_gives_up() -> Committed[Any]:
+        impatient = asyncio.ensure_future(runner.run_async(increment(counter_id)))
+        patient = asyncio.ensure_future(runner.run_async(increment(counter_id)))
+        await asyncio.sleep(0)  # both queued behind the held batch
+        impatient.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await impatient
+        gate.set()
+        return await patient
+
+    committed = asyncio.run(one_gives_up())
+    first.result(10)
+
+    assert committed.value == (counter_id, 2)
+    assert count_of(container, counter_id) == 2

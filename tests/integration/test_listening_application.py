@@ -6,6 +6,7 @@ and session timeouts are exercised without sleeping.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -59,8 +60,8 @@ def test_three_plays_by_each_of_forty_users_in_parallel_give_a_hundred_and_twent
     def listen(user: UUID) -> None:
         barrier.wait()
         for _ in range(3):
-            container.app.record_play(user, "track", track)
-        container.app.record_play(user, "playlist", playlist)
+            asyncio.run(container.app.record_play(user, "track", track))
+        asyncio.run(container.app.record_play(user, "playlist", playlist))
 
     with ThreadPoolExecutor(40) as pool:
         list(pool.map(listen, listeners))
@@ -86,8 +87,8 @@ def test_plays_of_deleted_unknown_or_hidden_targets_are_not_found(container: Con
     delete_track(container, track, owner)
     for kind, target in (("track", track), ("track", uuid4()), ("playlist", private)):
         with pytest.raises(NotFound):
-            container.app.record_play(uuid4(), kind, target)
-    container.app.record_play(owner, "playlist", private)
+            asyncio.run(container.app.record_play(uuid4(), kind, target))
+    asyncio.run(container.app.record_play(owner, "playlist", private))
 
 
 def test_history_is_newest_first_paginated_and_private_to_its_user(
@@ -97,12 +98,12 @@ def test_history_is_newest_first_paginated_and_private_to_its_user(
     track = add_track(timed, uuid4())
     expected = []
     for _ in range(5):
-        expected.append(timed.app.record_play(user, "track", track).value)
+        expected.append(asyncio.run(timed.app.record_play(user, "track", track)).value)
         clock.advance(timedelta(minutes=1))
     # Two plays at the same instant are still ordered, by id.
-    expected.append(timed.app.record_play(user, "track", track).value)
-    expected.append(timed.app.record_play(user, "track", track).value)
-    timed.app.record_play(other, "track", track)
+    expected.append(asyncio.run(timed.app.record_play(user, "track", track)).value)
+    expected.append(asyncio.run(timed.app.record_play(user, "track", track)).value)
+    asyncio.run(timed.app.record_play(other, "track", track))
     catch_up(timed)
     seen: list[UUID] = []
     cursor = None
@@ -127,16 +128,16 @@ def test_top_lists_count_rolling_windows_ending_now(timed: Container, clock: Ste
     listed = select(plays.c.target_id)
     clock.set(T0 - timedelta(days=3, minutes=1))
     for _ in range(5):
-        timed.app.record_play(uuid4(), "track", old)
-    timed.app.set_reaction(uuid4(), "track", old, "like")
+        asyncio.run(timed.app.record_play(uuid4(), "track", old))
+    asyncio.run(timed.app.set_reaction(uuid4(), "track", old, "like"))
     clock.set(T0 - timedelta(hours=23, minutes=59))
     for _ in range(2):
-        timed.app.record_play(uuid4(), "track", recent)
+        asyncio.run(timed.app.record_play(uuid4(), "track", recent))
     liker = uuid4()
-    timed.app.set_reaction(liker, "track", recent, "like")
-    timed.app.set_reaction(uuid4(), "track", recent, "love")
+    asyncio.run(timed.app.set_reaction(liker, "track", recent, "like"))
+    asyncio.run(timed.app.set_reaction(uuid4(), "track", recent, "love"))
     clock.set(T0)
-    timed.app.record_play(uuid4(), "track", recent)
+    asyncio.run(timed.app.record_play(uuid4(), "track", recent))
     catch_up(timed)
     top = timed.queries.listening.top
 
@@ -157,7 +158,7 @@ def test_top_lists_count_rolling_windows_ending_now(timed: Container, clock: Ste
         for r in top("track", "plays", later - PERIODS["day"], later, 10, listed)
     ] == [(recent, 1)]
     # Taking a like back in the window takes it out of the window's count.
-    timed.app.clear_reaction(liker, "track", recent, "like")
+    asyncio.run(timed.app.clear_reaction(liker, "track", recent, "like"))
     catch_up(timed)
     assert ranked("likes", "day") == []
     # Only eligible targets are ranked (the query service passes live tracks).
@@ -178,7 +179,7 @@ def test_plays_per_bucket_count_exactly_between_from_and_to(
     ]
     for moment in moments:
         clock.set(moment)
-        timed.app.record_play(uuid4(), "track", track)
+        asyncio.run(timed.app.record_play(uuid4(), "track", track))
     catch_up(timed)
     buckets = timed.queries.listening.plays_per_bucket
     daily = buckets("track", track, "day", T0 - timedelta(days=30), T0 + timedelta(seconds=1), 100)

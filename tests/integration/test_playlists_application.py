@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -219,8 +220,8 @@ def test_public_playlists_are_searched_sorted_and_paginated(container: Container
     }
     container.app.create_playlist(owner, "alpha private", None, "private")
     for name in ("beta", "delta"):
-        container.app.record_play(fan, "playlist", ids[name])
-    container.app.record_play(fan, "playlist", ids["delta"])
+        asyncio.run(container.app.record_play(fan, "playlist", ids[name]))
+    asyncio.run(container.app.record_play(fan, "playlist", ids["delta"]))
     catch_up(container)
     queries = container.queries.playlists
 
@@ -259,7 +260,7 @@ def test_each_caller_sees_their_own_playlists_and_reactions_through_shared_state
         ]
         for owner, who in ((alice, "alice"), (bob, "bob"))
     }
-    container.app.set_reaction(bob, "playlist", mine[alice][0], "love")
+    asyncio.run(container.app.set_reaction(bob, "playlist", mine[alice][0], "love"))
     catch_up(container)
     queries = container.queries.playlists
     for owner, who in ((alice, "alice"), (bob, "bob")):

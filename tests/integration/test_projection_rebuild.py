@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
@@ -41,8 +42,8 @@ def populate(container: Container, users: int = 4) -> list[UUID]:
         ids.append(user)
         app.open_session(f"user{i}", PASSWORD, "pytest")
         playlist = app.create_playlist(user, f"mix {i}", "songs", "public").value.id
-        app.set_reaction(ids[0], "playlist", playlist, "like")
-        app.record_play(user, "playlist", playlist)
+        asyncio.run(app.set_reaction(ids[0], "playlist", playlist, "like"))
+        asyncio.run(app.record_play(user, "playlist", playlist))
     app.change_identity(ids[1], "renamed", None)
     app.grant_role("user2", "auditor")
     app.delete_user(ids[3])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -51,15 +52,15 @@ def test_like_and_dislike_exclude_each_other_and_love_goes_with_either(
 ) -> None:
     owner, fan = uuid4(), uuid4()
     playlist = container.app.create_playlist(owner, "Loved", None, "public").value.id
-    assert container.app.set_reaction(fan, "playlist", playlist, "like").value.like
-    mine = container.app.set_reaction(fan, "playlist", playlist, "love").value
+    assert asyncio.run(container.app.set_reaction(fan, "playlist", playlist, "like")).value.like
+    mine = asyncio.run(container.app.set_reaction(fan, "playlist", playlist, "love")).value
     assert (mine.like, mine.dislike, mine.love) == (True, False, True)
-    mine = container.app.set_reaction(fan, "playlist", playlist, "dislike").value
+    mine = asyncio.run(container.app.set_reaction(fan, "playlist", playlist, "dislike")).value
     assert (mine.like, mine.dislike, mine.love) == (False, True, True)
     assert playlist_counts(container, playlist) == (0, 1, 1, 0)
     rows = container.queries.reactions.mine(fan, [playlist])
     assert (rows[playlist].like, rows[playlist].dislike, rows[playlist].love) == (False, True, True)
-    container.app.clear_reaction(fan, "playlist", playlist, "dislike")
+    asyncio.run(container.app.clear_reaction(fan, "playlist", playlist, "dislike"))
     assert playlist_counts(container, playlist) == (0, 0, 1, 0)
 
 
@@ -68,11 +69,11 @@ def test_setting_a_set_reaction_or_clearing_an_unset_one_appends_nothing(
 ) -> None:
     fan = uuid4()
     track = add_track(container, uuid4())
-    first = container.app.set_reaction(fan, "track", track, "like")
-    again = container.app.set_reaction(fan, "track", track, "like")
+    first = asyncio.run(container.app.set_reaction(fan, "track", track, "like"))
+    again = asyncio.run(container.app.set_reaction(fan, "track", track, "like"))
     assert again.position == first.position == container.app.head
-    cleared_unset = container.app.clear_reaction(fan, "track", track, "love")
-    never = container.app.clear_reaction(uuid4(), "track", track, "like")
+    cleared_unset = asyncio.run(container.app.clear_reaction(fan, "track", track, "love"))
+    never = asyncio.run(container.app.clear_reaction(uuid4(), "track", track, "like"))
     assert cleared_unset.position == never.position == first.position
 
 
@@ -93,10 +94,10 @@ def test_reactions_on_deleted_unknown_or_hidden_targets_are_not_found(
         ("playlist", uuid4()),
     ):
         with pytest.raises(NotFound):
-            container.app.set_reaction(fan, kind, target, "like")
+            asyncio.run(container.app.set_reaction(fan, kind, target, "like"))
         with pytest.raises(NotFound):
-            container.app.clear_reaction(fan, kind, target, "like")
-    container.app.set_reaction(owner, "playlist", private, "love")
+            asyncio.run(container.app.clear_reaction(fan, kind, target, "like"))
+    asyncio.run(container.app.set_reaction(owner, "playlist", private, "love"))
 
 
 def test_forty_users_liking_one_track_in_parallel_give_forty_likes(container: Container) -> None:
@@ -108,8 +109,8 @@ def test_forty_users_liking_one_track_in_parallel_give_forty_likes(container: Co
 
     def like(fan: UUID) -> None:
         barrier.wait()
-        container.app.set_reaction(fan, "track", track, "like")
-        container.app.set_reaction(fan, "playlist", playlist, "like")
+        asyncio.run(container.app.set_reaction(fan, "track", track, "like"))
+        asyncio.run(container.app.set_reaction(fan, "playlist", playlist, "like"))
 
     with ThreadPoolExecutor(40) as pool:
         list(pool.map(like, fans))
@@ -149,10 +150,14 @@ def test_any_sequence_of_reactions_gives_the_counts_of_a_model(
         if setting:
             held.add(reaction)
             held.discard({"like": "dislike", "dislike": "like"}.get(reaction, ""))
-            mine = container.app.set_reaction(users[user], kind, target[kind], reaction)
+            mine = asyncio.run(
+                container.app.set_reaction(users[user], kind, target[kind], reaction)
+            )
         else:
             held.discard(reaction)
-            mine = container.app.clear_reaction(users[user], kind, target[kind], reaction)
+            mine = asyncio.run(
+                container.app.clear_reaction(users[user], kind, target[kind], reaction)
+            )
         assert {k for k in _KINDS if getattr(mine.value, k)} == held
         assert (mine.position > head) == (held != before)
 

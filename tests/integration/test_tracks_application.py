@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -390,9 +391,9 @@ def test_every_shape_of_listing_pages_to_its_one_long_page_with_the_viewers_own_
     # a value of one call (a term, an uploader, a cursor, a viewer) must never
     # reach another.
     bob = _user(container, "bob2")
-    container.app.set_reaction(alice, "track", catalog[2], "like")
-    container.app.set_reaction(bob, "track", catalog[2], "love")
-    container.app.set_reaction(bob, "track", catalog[4], "dislike")
+    asyncio.run(container.app.set_reaction(alice, "track", catalog[2], "like"))
+    asyncio.run(container.app.set_reaction(bob, "track", catalog[2], "love"))
+    asyncio.run(container.app.set_reaction(bob, "track", catalog[4], "dislike"))
     catch_up(container)
     reactions = {
         alice: {catalog[2]: MyReactionsRow(like=True)},

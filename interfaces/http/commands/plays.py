@@ -30,9 +30,9 @@ class PlayRecorded(BaseModel):
     response_model=PlayRecorded,
     summary="Record one play of a track",
 )
-def play_track(track_id: UUID, caller: CurrentCaller, app: AppDep) -> Response:
+async def play_track(track_id: UUID, caller: CurrentCaller, app: AppDep) -> Response:
     """404 for a deleted or unknown track."""
-    committed = app.record_play(caller.user_id, "track", track_id)
+    committed = await app.record_play(caller.user_id, "track", track_id)
     return committed_response(committed, 201, {"id": str(committed.value)})
 
 
@@ -42,7 +42,7 @@ def play_track(track_id: UUID, caller: CurrentCaller, app: AppDep) -> Response:
     response_model=PlayRecorded,
     summary="Record one play of a playlist",
 )
-def play_playlist(playlist_id: UUID, caller: CurrentCaller, app: AppDep) -> Response:
+async def play_playlist(playlist_id: UUID, caller: CurrentCaller, app: AppDep) -> Response:
     """404 for a deleted, unknown or (someone else's) private playlist."""
-    committed = app.record_play(caller.user_id, "playlist", playlist_id)
+    committed = await app.record_play(caller.user_id, "playlist", playlist_id)
     return committed_response(committed, 201, {"id": str(committed.value)})

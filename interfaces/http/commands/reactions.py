@@ -52,11 +52,11 @@ def _result(committed: Committed[MyReactions]) -> Response:
     response_model=ReactionResult,
     summary="Set your reaction to a track",
 )
-def set_track_reaction(
+async def set_track_reaction(
     track_id: UUID, kind: ReactionKind, caller: CurrentCaller, app: AppDep
 ) -> Response:
     """404 for a deleted or unknown track."""
-    return _result(app.set_reaction(caller.user_id, "track", track_id, kind))
+    return _result(await app.set_reaction(caller.user_id, "track", track_id, kind))
 
 
 @router.delete(
@@ -64,11 +64,11 @@ def set_track_reaction(
     response_model=ReactionResult,
     summary="Clear your reaction to a track",
 )
-def clear_track_reaction(
+async def clear_track_reaction(
     track_id: UUID, kind: ReactionKind, caller: CurrentCaller, app: AppDep
 ) -> Response:
     """404 for a deleted or unknown track."""
-    return _result(app.clear_reaction(caller.user_id, "track", track_id, kind))
+    return _result(await app.clear_reaction(caller.user_id, "track", track_id, kind))
 
 
 @router.put(
@@ -76,11 +76,11 @@ def clear_track_reaction(
     response_model=ReactionResult,
     summary="Set your reaction to a playlist",
 )
-def set_playlist_reaction(
+async def set_playlist_reaction(
     playlist_id: UUID, kind: ReactionKind, caller: CurrentCaller, app: AppDep
 ) -> Response:
     """404 for a deleted, unknown or (someone else's) private playlist."""
-    return _result(app.set_reaction(caller.user_id, "playlist", playlist_id, kind))
+    return _result(await app.set_reaction(caller.user_id, "playlist", playlist_id, kind))
 
 
 @router.delete(
@@ -88,8 +88,8 @@ def set_playlist_reaction(
     response_model=ReactionResult,
     summary="Clear your reaction to a playlist",
 )
-def clear_playlist_reaction(
+async def clear_playlist_reaction(
     playlist_id: UUID, kind: ReactionKind, caller: CurrentCaller, app: AppDep
 ) -> Response:
     """404 for a deleted, unknown or (someone else's) private playlist."""
-    return _result(app.clear_reaction(caller.user_id, "playlist", playlist_id, kind))
+    return _result(await app.clear_reaction(caller.user_id, "playlist", playlist_id, kind))
