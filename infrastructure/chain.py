@@ -272,16 +272,14 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             ),
         ]
         # Positions come back with their event's key, so each link pairs with its event.
+        # One plain array per column: psycopg dumps those in C, where the library's
+        # array of a composite type is dumped in Python, field by field.
         self.insert_events_statement = SQL(
             "INSERT INTO {events} AS t (originator_id, originator_version, topic, state) "
-            "SELECT originator_id, originator_version, topic, state "
-            "FROM unnest(%s::{schema}.{event_type}[]) "
+            "SELECT * FROM unnest(%s::{id_type}[], %s::bigint[], %s::text[], %s::bytea[]) "
             "RETURNING notification_id, originator_id, originator_version"
-        ).format(
-            events=self._events,
-            schema=schema,
-            event_type=Identifier(self.stored_event_type_name),
-        )
+        ).format(events=self._events, id_type=Identifier(datastore.originator_id_type))
+        self._notify_statement = SQL("NOTIFY {}").format(Identifier(self.channel_name))
         # The database's clock: one clock for every writer process.
         self._tail_statement = SQL(
             "SELECT c.notification_id, c.recorded_at, c.hash, "
@@ -344,6 +342,24 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
         if row["notification_id"] is None:
             return None, int(row["now"])
         return Link(row["notification_id"], row["recorded_at"], bytes(row["hash"])), int(row["now"])
+
+    def _insert_stored_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        # As the library's: the table lock orders commits like positions, the
+        # NOTIFY wakes the projectors; then the events, column by column.
+        self._lock_table(curs)
+        curs.execute(self._notify_statement, prepare=True)
+        curs.execute(
+            self.insert_events_statement,
+            (
+                [e.originator_id for e in stored_events],
+                [e.originator_version for e in stored_events],
+                [e.topic for e in stored_events],
+                [e.state for e in stored_events],
+            ),
+            prepare=True,
+        )
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
