@@ -287,7 +287,10 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             "FROM (SELECT 1) AS one LEFT JOIN LATERAL ("
             "SELECT * FROM {} ORDER BY notification_id DESC LIMIT 1) AS c ON true"
         ).format(self._chain)
-        self._insert_links = SQL("INSERT INTO {} VALUES (%s, %s, %s)").format(self._chain)
+        # A batch's links in one statement (executemany pipelines one per link).
+        self._insert_links = SQL(
+            "INSERT INTO {} SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bytea[])"
+        ).format(self._chain)
         # Many aggregates' newer events in one round trip, each an index range scan.
         self._select_events_after = SQL(
             "SELECT e.originator_id, e.originator_version, e.topic, e.state "
@@ -333,7 +336,7 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
                     for r in rows
                 ]
                 links = _chain_rows(tail, now, [r["notification_id"] for r in rows], events)
-                curs.executemany(self._insert_links, links)
+                self._write_links(curs, links)
 
     def _tail(self, curs: Cursor[DictRow]) -> tuple[Link | None, int]:
         curs.execute(self._tail_statement, prepare=True)
@@ -371,8 +374,14 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
         }
         positions = [returned[(s.originator_id, s.originator_version)] for s in stored_events]
         tail, now = self._tail(curs)
-        curs.executemany(self._insert_links, _chain_rows(tail, now, positions, stored_events))
+        self._write_links(curs, _chain_rows(tail, now, positions, stored_events))
         return positions
+
+    def _write_links(self, curs: Cursor[DictRow], links: list[tuple[int, int, bytes]]) -> None:
+        if not links:
+            return
+        positions, times, hashes = (list(column) for column in zip(*links, strict=True))
+        curs.execute(self._insert_links, (positions, times, hashes), prepare=True)
 
     def _query(self, sql: Composed, params: Sequence[Any]) -> list[DictRow]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
