@@ -332,7 +332,8 @@ class _Pending:
 
     def __init__(self, decide: Callable[[UnitOfWork], Any], reads: Iterable[UUID]) -> None:
         self.decide = decide
-        self.reads = reads
+        # Read again by every retry of its batch: a one-shot iterator would not do.
+        self.reads = tuple(reads)
         self.future: Future[Committed[Any]] = Future()
         # Queued is committed: a caller that stops waiting cannot cancel it.
         self.future.set_running_or_notify_cancel()

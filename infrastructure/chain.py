@@ -329,14 +329,15 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
                 rows = curs.fetchall()
                 if not rows:
                     return
-                events = [
-                    StoredEvent(
-                        r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])
-                    )
-                    for r in rows
-                ]
+                events = [self._stored(r) for r in rows]
                 links = _chain_rows(tail, now, [r["notification_id"] for r in rows], events)
                 self._write_links(curs, links)
+
+    @staticmethod
+    def _stored(row: DictRow) -> StoredEvent:
+        return StoredEvent(
+            row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"])
+        )
 
     def _tail(self, curs: Cursor[DictRow]) -> tuple[Link | None, int]:
         curs.execute(self._tail_statement, prepare=True)
@@ -396,12 +397,7 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             curs.execute(
                 self._select_events_after, [list(versions), list(versions.values())], prepare=True
             )
-            return [
-                StoredEvent(
-                    r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])
-                )
-                for r in curs.fetchall()
-            ]
+            return [self._stored(r) for r in curs.fetchall()]
 
     def select_links(self, after: int, upto: int | None, limit: int) -> list[Link]:
         """Chain rows with ``after < position <= upto``, in order."""

@@ -345,7 +345,7 @@ def test_a_batch_has_the_outcome_of_its_commands_run_one_after_the_other(
 
 
 def overtaking(
-    container: Container, settings: Settings, counter_id: UUID, at_call: int
+    settings: Settings, counter_id: UUID, at_call: int
 ) -> tuple[Decide, list[int], Callable[[], None]]:
     """An increment during whose ``at_call``-th decision another process increments first.
 
@@ -367,37 +367,27 @@ def overtaking(
     return decide, calls, other_process.close
 
 
-def test_a_command_is_decided_on_the_store_as_its_batch_reads_it_not_as_rehearsed(
-    container: Container, runner: GroupCommitRunner, settings: Settings
+@pytest.mark.parametrize("named", [False, True], ids=["rehearsed", "reads-named"])
+def test_a_command_overtaken_before_its_batch_saves_is_decided_on_fresh_state(
+    container: Container, runner: GroupCommitRunner, settings: Settings, named: bool
 ) -> None:
-    counter_id = uuid4()
-    runner.run(increment(counter_id))
-    decide, calls, close = overtaking(container, settings, counter_id, at_call=1)
+    """Rehearsed, the other write lands before the batch reads: one decision in the batch.
 
-    try:
-        committed = runner.run(decide)  # no reads named: rehearsed first
-    finally:
-        close()
-
-    assert calls[0] == 2  # the rehearsal, then one decision on what the store held
-    assert committed.value == (counter_id, 3)
-    assert count_of(container, counter_id) == 3
-    assert committed.position == position_of(container, counter_id, 3)
-
-
-def test_a_command_overtaken_between_its_batch_read_and_the_save_is_decided_again(
-    container: Container, runner: GroupCommitRunner, settings: Settings
-) -> None:
+    With its reads named, it lands between the batch's read and its save:
+    the save is refused and the command decided again.
+    """
     counter_id = uuid4()
     runner.run(increment(counter_id), reads=[counter_id])
-    decide, calls, close = overtaking(container, settings, counter_id, at_call=1)
+    decide, calls, close = overtaking(settings, counter_id, at_call=1)
 
     try:
-        committed = runner.run(decide, reads=[counter_id])
+        committed = runner.run(decide, reads=[counter_id] if named else None)
     finally:
         close()
 
-    assert calls[0] == 2  # the refused decision, then the one on fresh state
+    # Rehearsed: the rehearsal, then one decision on what the store held.
+    # Named: the refused decision, then the one on fresh state.
+    assert calls[0] == 2
     assert committed.value == (counter_id, 3)
     assert count_of(container, counter_id) == 3
     assert committed.position == position_of(container, counter_id, 3)
