@@ -326,18 +326,88 @@ class CommandRunner:
 
 
 class _Pending:
-    """A command waiting in the group-commit queue, and what its caller waits on."""
+    """A command waiting in the group-commit queue, and what its caller waits on.
 
-    __slots__ = ("conflicts", "decide", "future", "reads")
+    A blocking caller waits on a thread future; a caller on an event loop
+    awaits a future of its loop, which only that loop's thread may settle
+    (see :class:`_Answers`).
+    """
 
-    def __init__(self, decide: Callable[[UnitOfWork], Any], reads: Iterable[UUID]) -> None:
+    __slots__ = ("conflicts", "decide", "future", "loop", "reads")
+
+    def __init__(
+        self,
+        decide: Callable[[UnitOfWork], Any],
+        reads: Iterable[UUID],
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         self.decide = decide
         # Read again by every retry of its batch: a one-shot iterator would not do.
         self.reads = tuple(reads)
-        self.future: Future[Committed[Any]] = Future()
-        # Queued is committed: a caller that stops waiting cannot cancel it.
-        self.future.set_running_or_notify_cancel()
+        self.loop = loop
+        self.future: Future[Committed[Any]] | asyncio.Future[Committed[Any]]
+        if loop is None:
+            self.future = Future()
+            # Queued is committed: a caller that stops waiting cannot cancel it.
+            self.future.set_running_or_notify_cancel()
+        else:
+            # Cancelling this one only stops its caller waiting (the answer is dropped).
+            self.future = loop.create_future()
         self.conflicts = 0
+
+
+class _Answers:
+    """The answers of one batch, handed to their callers once it is over.
+
+    Thread futures are settled at once. The futures of callers on an event
+    loop are settled by one callback per loop for the whole batch: one
+    cross-thread wake-up of the loop instead of one per caller, which was a
+    tenth of the command service's CPU per command (profiled).
+    """
+
+    def __init__(self) -> None:
+        self._by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Pending, Any, Any]]] = {}
+        self._answered: set[_Pending] = set()
+
+    def succeed(self, pending: _Pending, committed: Committed[Any]) -> None:
+        """``pending`` is durable: its caller gets ``committed``."""
+        self._answered.add(pending)
+        if pending.loop is None:
+            cast(Future[Committed[Any]], pending.future).set_result(committed)
+        else:
+            self._by_loop.setdefault(pending.loop, []).append((pending, committed, None))
+
+    def fail(self, pending: _Pending, error: BaseException) -> None:
+        """``pending`` failed: its caller gets ``error`` raised."""
+        self._answered.add(pending)
+        if pending.loop is None:
+            pending.future.set_exception(error)
+        else:
+            self._by_loop.setdefault(pending.loop, []).append((pending, None, error))
+
+    def fail_unanswered(self, batch: Iterable[_Pending], error: BaseException) -> None:
+        """Every command of ``batch`` not answered yet failed with ``error``."""
+        for pending in batch:
+            if pending not in self._answered:
+                self.fail(pending, error)
+
+    def send(self) -> None:
+        """Wake each waiting loop once, to settle its callers' futures."""
+        by_loop, self._by_loop = self._by_loop, {}
+        for loop, answers in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(_settle, answers)
+
+
+def _settle(answers: list[tuple[_Pending, Any, Any]]) -> None:
+    for pending, committed, error in answers:
+        future = pending.future
+        if future.done():  # its caller stopped waiting
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(committed)
 
 
 @dataclass
@@ -431,16 +501,19 @@ class GroupCommitRunner(CommandRunner):
         No rehearsal here (its reads would block the loop): reads not named
         are made by the committer when the command asks for them.
         """
-        return await asyncio.wrap_future(self.submit(decide, () if reads is None else reads))
+        pending = _Pending(decide, () if reads is None else reads, asyncio.get_running_loop())
+        self._enqueue(pending)
+        return await cast("asyncio.Future[Committed[T]]", pending.future)
 
     def submit(
         self, decide: Callable[[UnitOfWork], T], reads: Iterable[UUID] = ()
     ) -> Future[Committed[T]]:
-        """Queue the command; the future resolves once its batch is durable.
-
-        For callers that must not block (an event loop).
-        """
+        """Queue the command; the future resolves once its batch is durable."""
         pending = _Pending(decide, reads)
+        self._enqueue(pending)
+        return cast(Future[Committed[T]], pending.future)
+
+    def _enqueue(self, pending: _Pending) -> None:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the command runner is closed")
@@ -453,7 +526,6 @@ class GroupCommitRunner(CommandRunner):
                 self._thread.start()
             else:
                 self._wake.notify()
-        return pending.future
 
     def close(self) -> None:
         """Refuse new commands and wait for the queued ones to be committed."""
@@ -475,15 +547,16 @@ class GroupCommitRunner(CommandRunner):
                         return
                 count = min(len(self._queue), self._max_batch)
                 batch = [self._queue.popleft() for _ in range(count)]
+            answers = _Answers()
             try:
-                self._commit(batch)
+                self._commit(batch, answers)
             except BaseException as error:  # handed to every caller
                 log.exception("group commit failed")
-                for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(error)
+                answers.fail_unanswered(batch, error)
+            finally:
+                answers.send()
 
-    def _commit(self, batch: list[_Pending]) -> None:
+    def _commit(self, batch: list[_Pending], answers: _Answers) -> None:
         self.batches += 1
         self.commands += len(batch)
         # Groups still to commit, the next one last; halves of a refused group
@@ -492,7 +565,7 @@ class GroupCommitRunner(CommandRunner):
         while groups:
             group = groups.pop()
             try:
-                self._commit_group(group)
+                self._commit_group(group, answers)
             except _Conflict:
                 if len(group) > 1:
                     middle = len(group) // 2
@@ -502,8 +575,9 @@ class GroupCommitRunner(CommandRunner):
                 pending = group[0]
                 pending.conflicts += 1
                 if pending.conflicts >= self._attempts:
-                    pending.future.set_exception(
-                        Contention("too many concurrent changes to the same thing; try again")
+                    answers.fail(
+                        pending,
+                        Contention("too many concurrent changes to the same thing; try again"),
                     )
                     continue
                 if pending.conflicts > 1:
@@ -529,7 +603,7 @@ class GroupCommitRunner(CommandRunner):
             found[originator_id] = event.mutate(found[originator_id])
         return found
 
-    def _commit_group(self, group: Sequence[_Pending]) -> None:
+    def _commit_group(self, group: Sequence[_Pending], answers: _Answers) -> None:
         batch = _BatchState(self._read)
         reads = dict.fromkeys(r for pending in group for r in pending.reads)
         if reads:
@@ -538,7 +612,7 @@ class GroupCommitRunner(CommandRunner):
             except (OperationalError, InterfaceError) as error:
                 # The store is unreachable: no command of the batch could be decided.
                 for pending in group:
-                    pending.future.set_exception(error)
+                    answers.fail(pending, error)
                 return
             except Exception:
                 # Some aggregate cannot be read (an event that no longer decodes...):
@@ -558,7 +632,7 @@ class GroupCommitRunner(CommandRunner):
         if not events:
             head = self.head()
             for outcome in outcomes:
-                self._resolve(outcome, head)
+                self._answer(answers, outcome, head)
             return
         try:
             recordings = self._app.save(*events)
@@ -567,13 +641,13 @@ class GroupCommitRunner(CommandRunner):
         except (OperationalError, InterfaceError) as error:
             # The store is unreachable: no command of the batch could be saved.
             for outcome in outcomes:
-                outcome.pending.future.set_exception(error)
+                answers.fail(outcome.pending, error)
             return
         except Exception as error:
             if len(group) > 1:
                 # Some event could not be stored (encoding...): find whose.
                 raise _Conflict from error
-            group[0].future.set_exception(error)
+            answers.fail(group[0], error)
             return
         batch_position = max(r.notification.id for r in recordings)
         for aggregate in batch.settled():
@@ -588,11 +662,11 @@ class GroupCommitRunner(CommandRunner):
                 index += count
             else:
                 position = batch_position
-            self._resolve(outcome, position)
+            self._answer(answers, outcome, position)
 
     @staticmethod
-    def _resolve(outcome: _Outcome, position: int) -> None:
+    def _answer(answers: _Answers, outcome: _Outcome, position: int) -> None:
         if outcome.error is not None:
-            outcome.pending.future.set_exception(outcome.error)
+            answers.fail(outcome.pending, outcome.error)
         else:
-            outcome.pending.future.set_result(Committed(outcome.value, position))
+            answers.succeed(outcome.pending, Committed(outcome.value, position))
