@@ -292,10 +292,15 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             "INSERT INTO {} SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bytea[])"
         ).format(self._chain)
         # Many aggregates' newer events in one round trip, each an index range scan.
+        # OFFSET 0 keeps the subquery from being flattened into a join: as one, the
+        # prepared (generic) plan, guessing ten ids and a third of each history,
+        # hash-joined a scan of the whole table (measured under the bench's load:
+        # 2.2-2.5 ms a batch on 17,000 events, growing with the log; 0.23 ms so).
         self._select_events_after = SQL(
             "SELECT e.originator_id, e.originator_version, e.topic, e.state "
             "FROM unnest(%s::{id_type}[], %s::bigint[]) AS w(id, after) "
-            "JOIN {events} e ON e.originator_id = w.id AND e.originator_version > w.after "
+            "CROSS JOIN LATERAL (SELECT * FROM {events} "
+            "WHERE originator_id = w.id AND originator_version > w.after OFFSET 0) AS e "
             "ORDER BY e.originator_id, e.originator_version"
         ).format(id_type=Identifier(datastore.originator_id_type), events=self._events)
 
