@@ -22,7 +22,7 @@ from application.errors import Forbidden, Unauthenticated
 from infrastructure.bootstrap import Container
 from infrastructure.settings import Settings
 from infrastructure.tokens import InvalidToken
-from interfaces.http.deps import ContainerDep
+from interfaces.http.deps import container_of
 from interfaces.http.middleware import add_response_header
 
 ACCESS_COOKIE = "access_token"
@@ -119,13 +119,14 @@ def _bearer(request: Request) -> str | None:
     return token.strip()
 
 
-async def optional_caller(request: Request, container: ContainerDep) -> Caller | None:
+async def optional_caller(request: Request) -> Caller | None:
     """The caller, None when anonymous; a token that is presented must be valid.
 
     ``async``: verifying a token is a few microseconds of CPU, far less than a
     hop to the thread pool; only a sliding renewal, which reads the session
     store, goes to a thread.
     """
+    container = container_of(request)
     token = _bearer(request)
     via_cookie = token is None
     if token is None:
@@ -173,8 +174,10 @@ def _renew(request: Request, container: Container, caller: Caller) -> None:
     )
 
 
-async def require_caller(caller: Annotated[Caller | None, Depends(optional_caller)]) -> Caller:
+async def require_caller(request: Request) -> Caller:
     """The caller; 401 when anonymous."""
+    # Called, not declared as a sub-dependency: one level less for FastAPI to resolve.
+    caller = await optional_caller(request)
     if caller is None:
         raise Unauthenticated("sign in first")
     return caller

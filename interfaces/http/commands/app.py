@@ -19,12 +19,13 @@ def create_command_app(settings: Settings, container: Container | None = None) -
         settings,
         container if container is not None else (lambda: build(settings)),
     )
-    app.include_router(auth.router)
-    app.include_router(users.router)
-    app.include_router(playlists.router)
+    # Routes are matched in order: the most frequent commands first.
     app.include_router(reactions.router)
     app.include_router(plays.router)
     app.include_router(playback.router)
+    app.include_router(auth.router)
+    app.include_router(users.router)
+    app.include_router(playlists.router)
     app.include_router(tracks.router)
     install_idempotency(app)
     return app
