@@ -44,6 +44,9 @@ def _settings() -> Settings:
     return settings
 
 
+YOUNG_GENERATION_THRESHOLD = 20_000
+
+
 class FrozenAfterStartup:
     """An app whose objects alive once it has started are left out of garbage collection.
 
@@ -57,6 +60,13 @@ class FrozenAfterStartup:
     as the process, so nothing is lost by never collecting it; this is what
     the ``gc`` documentation advises for servers. Only server processes do it:
     a test process builds many apps and must get their garbage back.
+
+    The youngest generation is also collected less often: at the default
+    threshold (700 net allocations) the objects one command allocates and
+    frees a moment later were enough to trigger it, 3,600 collections in 11
+    seconds of the commands bench (one worker), 0.97 s of its 11.5 s of CPU,
+    mostly spent finding nothing to free; at 20,000, three collections.
+    Garbage in cycles still goes, a few thousand objects later.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -71,6 +81,8 @@ class FrozenAfterStartup:
         async def freeze_when_started(message: Message) -> None:
             if message["type"] == "lifespan.startup.complete":
                 gc.freeze()
+                _, older, oldest = gc.get_threshold()
+                gc.set_threshold(YOUNG_GENERATION_THRESHOLD, older, oldest)
             await send(message)
 
         await self.app(scope, receive, freeze_when_started)

@@ -10,15 +10,17 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from interfaces.http.serving import FrozenAfterStartup
+from interfaces.http.serving import YOUNG_GENERATION_THRESHOLD, FrozenAfterStartup
 
 
 @pytest.fixture(autouse=True)
 def unfrozen() -> Iterator[None]:
-    """Give this test process its collector back, whatever the test froze."""
+    """Give this test process its collector back, whatever the test froze or set."""
+    thresholds = gc.get_threshold()
     gc.unfreeze()
     yield
     gc.unfreeze()
+    gc.set_threshold(*thresholds)
 
 
 def test_what_exists_once_started_is_frozen_and_requests_pass_through() -> None:
@@ -39,4 +41,5 @@ def test_what_exists_once_started_is_frozen_and_requests_pass_through() -> None:
         # Not while the app was starting, but as soon as it said it had started.
         assert seen_at_startup == [0]
         assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] == YOUNG_GENERATION_THRESHOLD
         assert client.get("/ping").json() == {"ok": True}
