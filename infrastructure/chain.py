@@ -272,11 +272,12 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             ),
         ]
         # Positions come back with their event's key, so each link pairs with its event.
-        # One plain array per column: psycopg dumps those in C, where the library's
-        # array of a composite type is dumped in Python, field by field.
+        # One plain array per column, sent in binary (%b): psycopg dumps the library's
+        # array of a composite type field by field in Python, and escapes a text bytea
+        # array byte by byte (timeit, 32 events of 150 bytes: 4.2 ms in text, 9 us so).
         self.insert_events_statement = SQL(
             "INSERT INTO {events} AS t (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(%s::{id_type}[], %s::bigint[], %s::text[], %s::bytea[]) "
+            "SELECT * FROM unnest(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[]) "
             "RETURNING notification_id, originator_id, originator_version"
         ).format(events=self._events, id_type=Identifier(datastore.originator_id_type))
         self._notify_statement = SQL("NOTIFY {}").format(Identifier(self.channel_name))
@@ -289,7 +290,7 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
         ).format(self._chain)
         # A batch's links in one statement (executemany pipelines one per link).
         self._insert_links = SQL(
-            "INSERT INTO {} SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bytea[])"
+            "INSERT INTO {} SELECT * FROM unnest(%b::bigint[], %b::bigint[], %b::bytea[])"
         ).format(self._chain)
         # Many aggregates' newer events in one round trip, each an index range scan.
         # OFFSET 0 keeps the subquery from being flattened into a join: as one, the
@@ -298,7 +299,7 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
         # 2.2-2.5 ms a batch on 17,000 events, growing with the log; 0.23 ms so).
         self._select_events_after = SQL(
             "SELECT e.originator_id, e.originator_version, e.topic, e.state "
-            "FROM unnest(%s::{id_type}[], %s::bigint[]) AS w(id, after) "
+            "FROM unnest(%b::{id_type}[], %b::bigint[]) AS w(id, after) "
             "CROSS JOIN LATERAL (SELECT * FROM {events} "
             "WHERE originator_id = w.id AND originator_version > w.after OFFSET 0) AS e "
             "ORDER BY e.originator_id, e.originator_version"
