@@ -26,14 +26,24 @@ implement :class:`application.audit.EventLog`.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import ApplicationRecorder, DatabaseError, Notification, StoredEvent
+import psycopg
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    DatabaseError,
+    InterfaceError,
+    Notification,
+    OperationalError,
+    StoredEvent,
+)
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
@@ -347,11 +357,51 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
 
     def _tail(self, curs: Cursor[DictRow]) -> tuple[Link | None, int]:
         curs.execute(self._tail_statement, prepare=True)
+        return self._tail_from(curs)
+
+    @staticmethod
+    def _tail_from(curs: Cursor[DictRow]) -> tuple[Link | None, int]:
         row = curs.fetchone()
         assert row is not None
         if row["notification_id"] is None:
             return None, int(row["now"])
         return Link(row["notification_id"], row["recorded_at"], bytes(row["hash"])), int(row["now"])
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Insert the events and their links in one transaction, in two round trips.
+
+        The library's version opens a ``transaction()`` inside its pipeline, whose
+        BEGIN is a round trip of its own, then syncs to read the positions, and once
+        more to commit: four round trips a batch, each also a wait for the GIL in a
+        busy server. Here the positions and the chain's tail come back with the
+        first sync; the links and the COMMIT go with the second.
+        """
+        if not stored_events:
+            return None
+        failed: Exception | None = None
+        positions: list[int] = []
+        with self.datastore.get_connection() as conn:
+            with conn.pipeline() as pipeline, conn.cursor() as curs, conn.cursor() as tail:
+                try:
+                    curs.execute("BEGIN")
+                    self._insert_stored_events(curs, stored_events)
+                    tail.execute(self._tail_statement, prepare=True)
+                    # A lost race (a version taken) is raised here, before any link is made.
+                    pipeline.sync()
+                    positions = self._positions(curs, stored_events)
+                    links = _chain_rows(*self._tail_from(tail), positions, stored_events)
+                    self._write_links(curs, links)
+                    curs.execute("COMMIT")
+                except Exception as error:  # noqa: BLE001 - raised after the pipeline, as the library does
+                    failed = error
+            if failed is not None:
+                with contextlib.suppress(psycopg.Error):
+                    conn.rollback()
+                raise failed
+        return positions
 
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -371,18 +421,14 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             prepare=True,
         )
 
-    def _fetch_ids_after_insert_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        # Still inside the insert's transaction, under the events table lock.
+    @staticmethod
+    def _positions(curs: Cursor[DictRow], stored_events: Sequence[StoredEvent]) -> list[int]:
+        """The positions the insert returned, in the order of ``stored_events``."""
         returned = {
             (row["originator_id"], row["originator_version"]): row["notification_id"]
             for row in curs.fetchall()
         }
-        positions = [returned[(s.originator_id, s.originator_version)] for s in stored_events]
-        tail, now = self._tail(curs)
-        self._write_links(curs, _chain_rows(tail, now, positions, stored_events))
-        return positions
+        return [returned[(s.originator_id, s.originator_version)] for s in stored_events]
 
     def _write_links(self, curs: Cursor[DictRow], links: list[tuple[int, int, bytes]]) -> None:
         if not links:

@@ -6,9 +6,11 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from uuid import uuid4
 
 import psycopg
 import pytest
+from eventsourcing.persistence import RecordConflictError, StoredEvent
 from psycopg import sql
 
 from infrastructure.bootstrap import Container, build
@@ -139,3 +141,27 @@ def test_a_log_recorded_before_the_chain_existed_is_chained_on_start(settings: S
         assert again.audit.verify().ok
     finally:
         again.close()
+
+
+def test_an_insert_refused_for_a_taken_version_leaves_neither_event_nor_link(
+    container: Container, settings: Settings
+) -> None:
+    _populate(container, users=2)
+    head = container.app.head
+    recorder = container.app.recorder
+    taken = recorder.select_notifications(1, 1)[0]
+    fresh = StoredEvent(uuid4(), 1, taken.topic, taken.state)
+    clash = StoredEvent(taken.originator_id, taken.originator_version, taken.topic, taken.state)
+
+    with pytest.raises(RecordConflictError):
+        recorder.insert_events([fresh, clash])
+
+    assert container.app.head == head
+    assert recorder.select_events(fresh.originator_id) == []
+    with _raw(settings) as (conn, _, _):
+        links = conn.execute("SELECT count(*) FROM event_chain").fetchone()[0]
+    assert links == head
+    # The connection went back to the pool usable: the next insert is chained on.
+    recorder.insert_events([fresh])
+    report = container.audit.verify()
+    assert report.ok and report.checked == head + 1
