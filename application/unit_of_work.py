@@ -353,20 +353,20 @@ class _Pending:
         self,
         decide: Callable[[UnitOfWork], Any],
         reads: Iterable[UUID],
-        loop: asyncio.AbstractEventLoop | None = None,
+        awaited: asyncio.Future[Committed[Any]] | None = None,
     ) -> None:
         self.decide = decide
         # Read again by every retry of its batch: a one-shot iterator would not do.
         self.reads = tuple(reads)
-        self.loop = loop
         self.future: Future[Committed[Any]] | asyncio.Future[Committed[Any]]
-        if loop is None:
-            self.future = Future()
+        self.loop: asyncio.AbstractEventLoop | None
+        if awaited is None:
+            self.future, self.loop = Future(), None
             # Queued is committed: a caller that stops waiting cannot cancel it.
             self.future.set_running_or_notify_cancel()
         else:
             # Cancelling this one only stops its caller waiting (the answer is dropped).
-            self.future = loop.create_future()
+            self.future, self.loop = awaited, awaited.get_loop()
         self.conflicts = 0
 
 
@@ -515,9 +515,9 @@ class GroupCommitRunner(CommandRunner):
         No rehearsal here (its reads would block the loop): reads not named
         are made by the committer when the command asks for them.
         """
-        pending = _Pending(decide, () if reads is None else reads, asyncio.get_running_loop())
-        self._enqueue(pending)
-        return await cast("asyncio.Future[Committed[T]]", pending.future)
+        answer: asyncio.Future[Committed[T]] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Pending(decide, () if reads is None else reads, answer))
+        return await answer
 
     def submit(
         self, decide: Callable[[UnitOfWork], T], reads: Iterable[UUID] = ()
