@@ -40,9 +40,10 @@ def app_from_env() -> Any:
 
     Wrapped like the apps of ``theplaylist serve*`` (see ``interfaces.http.serving``).
     """
-    from interfaces.http.serving import FrozenAfterStartup
+    from interfaces.http.serving import FrozenAfterStartup, young_generation_threshold
 
-    return FrozenAfterStartup(make_app(os.environ["BENCH_KIND"]))
+    kind = os.environ["BENCH_KIND"]
+    return FrozenAfterStartup(make_app(kind), young_generation_threshold(kind))
 
 
 def make_app(kind: str) -> Any:
