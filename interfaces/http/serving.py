@@ -74,8 +74,8 @@ class FrozenAfterStartup:
     of the commands bench (one worker), 0.97 s of its 11.5 s of CPU, mostly
     finding nothing to free; at 20,000, three, and 5% more commands per
     second. The other services keep the default: at 20,000 the query
-    bench's mix had a p99 of 42 ms against 35 ms at the default and 0.55×
-    the trivial endpoint's rate against 0.58× (one run each), no gain.
+    bench's mix had a p99 of 42 ms against 35 ms at the default, and the ratio
+    of its rate to the trivial endpoint's was 0.55 against 0.58 (one run each).
     """
 
     def __init__(self, app: ASGIApp, young_generation_threshold: int | None = None) -> None:
