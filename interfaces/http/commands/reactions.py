@@ -44,7 +44,7 @@ def _result(committed: Committed[MyReactions]) -> Response:
         id=mine.target_id,
         my_reactions=MyReactionsOut(like=mine.like, dislike=mine.dislike, love=mine.love),
     )
-    return committed_response(committed, 200, body.model_dump(mode="json"))
+    return committed_response(committed, 200, body.model_dump())
 
 
 @router.put(
