@@ -105,10 +105,11 @@ def position_of(container: Container, counter_id: UUID, count: int) -> int:
     raise AssertionError(f"no event of {counter_id} at version {version}")
 
 
-def one_batch(runner: GroupCommitRunner, decides: list[Decide]) -> list[Future[Committed[Any]]]:
-    """Submit ``decides`` so that they are certainly committed together, in order.
+@contextlib.contextmanager
+def committer_held(runner: GroupCommitRunner) -> Iterator[Callable[[], None]]:
+    """The committer busy with a first command until ``release()`` or the block's end.
 
-    A first command holds the committer until all of them are queued.
+    What is queued meanwhile waits for the next batch.
     """
     gate, holding = threading.Event(), threading.Event()
 
@@ -118,10 +119,21 @@ def one_batch(runner: GroupCommitRunner, decides: list[Decide]) -> list[Future[C
 
     first = runner.submit(hold)
     assert holding.wait(10)
-    batches_before = runner.batches
-    futures = [runner.submit(decide) for decide in decides]
-    gate.set()
-    first.result(10)
+    try:
+        yield gate.set
+    finally:
+        gate.set()
+        first.result(10)
+
+
+def one_batch(runner: GroupCommitRunner, decides: list[Decide]) -> list[Future[Committed[Any]]]:
+    """Submit ``decides`` so that they are certainly committed together, in order.
+
+    A first command holds the committer until all of them are queued.
+    """
+    with committer_held(runner):
+        batches_before = runner.batches
+        futures = [runner.submit(decide) for decide in decides]
     for future in futures:
         future.exception(10)
     assert runner.batches == batches_before + 1 or len(decides) > 64
@@ -282,19 +294,12 @@ def test_only_one_of_48_parallel_registrations_of_a_username_succeeds(
 def test_queued_commands_are_committed_when_the_runner_closes(container: Container) -> None:
     group = GroupCommitRunner(container.app, attempts=3)
     counter_id = uuid4()
-    gate, holding = threading.Event(), threading.Event()
-
-    def hold(uow: UnitOfWork) -> None:
-        holding.set()
-        gate.wait(10)
-
-    group.submit(hold)
-    holding.wait(10)
-    queued = [group.submit(increment(counter_id)) for _ in range(3)]
-    closing = threading.Thread(target=group.close)
-    closing.start()
-    gate.set()
-    closing.join(10)
+    with committer_held(group) as release:
+        queued = [group.submit(increment(counter_id)) for _ in range(3)]
+        closing = threading.Thread(target=group.close)
+        closing.start()
+        release()
+        closing.join(10)
     assert [f.result(0).value[1] for f in queued] == [1, 2, 3]
     with pytest.raises(RuntimeError):
         group.submit(increment(counter_id))
@@ -450,27 +455,19 @@ def test_a_caller_that_stops_waiting_neither_cancels_its_command_nor_breaks_its_
     container: Container, runner: GroupCommitRunner
 ) -> None:
     counter_id = uuid4()
-    gate, holding = threading.Event(), threading.Event()
 
-    def hold(uow: UnitOfWork) -> None:
-        holding.set()
-        gate.wait(10)
-
-    first = runner.submit(hold)
-    assert holding.wait(10)
-
-    async def one_gives_up() -> Committed[Any]:
+    async def one_gives_up(release: Callable[[], None]) -> Committed[Any]:
         impatient = asyncio.ensure_future(runner.run_async(increment(counter_id)))
         patient = asyncio.ensure_future(runner.run_async(increment(counter_id)))
         await asyncio.sleep(0)  # both queued behind the held batch
         impatient.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await impatient
-        gate.set()
+        release()
         return await patient
 
-    committed = asyncio.run(one_gives_up())
-    first.result(10)
+    with committer_held(runner) as release:
+        committed = asyncio.run(one_gives_up(release))
 
     assert committed.value == (counter_id, 2)
     assert count_of(container, counter_id) == 2
