@@ -55,17 +55,17 @@ class ReactionCommands(Handlers):
         """Set the user's ``kind`` reaction (setting like clears dislike, and back)."""
         check_kind(kind)
         now = self._clock.now()
+        reaction_id = Reaction.id_for(user_id, target_id)
 
         def decide(uow: UnitOfWork) -> MyReactions:
             check_target(uow, user_id, target_kind, target_id)
-            reaction = uow.find(Reaction, Reaction.id_for(user_id, target_id))
+            reaction = uow.find(Reaction, reaction_id)
             if reaction is None:
                 reaction = uow.add(Reaction.open(user_id, target_kind, target_id))
             reaction.set(kind, now)
             return MyReactions.of(target_id, reaction.kinds)
 
-        reads = (target_id, Reaction.id_for(user_id, target_id))
-        return await self._runner.run_async(decide, reads)
+        return await self._runner.run_async(decide, (target_id, reaction_id))
 
     async def clear_reaction(
         self, user_id: UUID, target_kind: str, target_id: UUID, kind: str
@@ -73,14 +73,14 @@ class ReactionCommands(Handlers):
         """Clear the user's ``kind`` reaction, if set."""
         check_kind(kind)
         now = self._clock.now()
+        reaction_id = Reaction.id_for(user_id, target_id)
 
         def decide(uow: UnitOfWork) -> MyReactions:
             check_target(uow, user_id, target_kind, target_id)
-            reaction = uow.find(Reaction, Reaction.id_for(user_id, target_id))
+            reaction = uow.find(Reaction, reaction_id)
             if reaction is None:
                 return MyReactions.of(target_id, frozenset())
             reaction.clear(kind, now)
             return MyReactions.of(target_id, reaction.kinds)
 
-        reads = (target_id, Reaction.id_for(user_id, target_id))
-        return await self._runner.run_async(decide, reads)
+        return await self._runner.run_async(decide, (target_id, reaction_id))
