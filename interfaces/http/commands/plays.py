@@ -13,9 +13,10 @@ from pydantic import BaseModel
 
 from interfaces.http.commands.responses import committed_response
 from interfaces.http.deps import AppDep
+from interfaces.http.routing import DirectRoute
 from interfaces.http.security import CurrentCaller
 
-router = APIRouter(prefix="/api/v1", tags=["listening"])
+router = APIRouter(prefix="/api/v1", tags=["listening"], route_class=DirectRoute)
 
 
 class PlayRecorded(BaseModel):

@@ -16,9 +16,10 @@ from application.reactions import MyReactions
 from application.unit_of_work import Committed
 from interfaces.http.commands.responses import committed_response
 from interfaces.http.deps import AppDep
+from interfaces.http.routing import DirectRoute
 from interfaces.http.security import CurrentCaller
 
-router = APIRouter(prefix="/api/v1", tags=["reactions"])
+router = APIRouter(prefix="/api/v1", tags=["reactions"], route_class=DirectRoute)
 
 ReactionKind = Literal["like", "dislike", "love"]
 
