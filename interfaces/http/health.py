@@ -11,10 +11,11 @@ from sqlalchemy import text
 
 from infrastructure.bootstrap import Container
 from interfaces.http.deps import ContainerDep
+from interfaces.http.routing import DirectRoute
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=DirectRoute)
 
 
 def readiness(container: Container) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from interfaces.http.deps import AppDep, ContainerDep, QueriesDep
 from interfaces.http.errors import ApiError, unparseable_body
 from interfaces.http.queries.consistency import reads_from
 from interfaces.http.queries.params import Cursor, Limit, page_limit
+from interfaces.http.routing import DirectRoute
 from interfaces.http.security import (
     REFRESH_COOKIE,
     CurrentCaller,
@@ -28,7 +29,7 @@ from interfaces.http.security import (
     set_session_cookies,
 )
 
-router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"], route_class=DirectRoute)
 
 
 class RegisterBody(BaseModel):

@@ -20,9 +20,10 @@ from application.plays import PlaybackState
 from application.unit_of_work import Committed
 from interfaces.http.commands.responses import committed_response
 from interfaces.http.deps import AppDep
+from interfaces.http.routing import DirectRoute
 from interfaces.http.security import CurrentCaller
 
-router = APIRouter(prefix="/api/v1/playback", tags=["listening"])
+router = APIRouter(prefix="/api/v1/playback", tags=["listening"], route_class=DirectRoute)
 
 _MAX_MS = 7 * 24 * 3600 * 1000
 

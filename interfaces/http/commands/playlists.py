@@ -20,9 +20,10 @@ from application.unit_of_work import Committed
 from interfaces.http.commands.responses import committed_response
 from interfaces.http.deps import AppDep
 from interfaces.http.errors import ApiError
+from interfaces.http.routing import DirectRoute
 from interfaces.http.security import CurrentCaller
 
-router = APIRouter(prefix="/api/v1/playlists", tags=["playlists"])
+router = APIRouter(prefix="/api/v1/playlists", tags=["playlists"], route_class=DirectRoute)
 
 _ENTITY_TAG = re.compile(r'^(?:W/)?"?(\d{1,18})"?$')
 

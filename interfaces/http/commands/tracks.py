@@ -13,10 +13,11 @@ from application.tracks import TrackFields
 from interfaces.http.commands.responses import committed_response
 from interfaces.http.deps import AppDep, ContainerDep, SettingsDep
 from interfaces.http.errors import ApiError
+from interfaces.http.routing import DirectRoute
 from interfaces.http.security import CurrentCaller
 from interfaces.http.uploads import receive_upload, spool_directory
 
-router = APIRouter(prefix="/api/v1/tracks", tags=["tracks"])
+router = APIRouter(prefix="/api/v1/tracks", tags=["tracks"], route_class=DirectRoute)
 
 _TEXT_FIELDS = ("title", "artist", "album", "genre")
 _UPLOAD_SCHEMA: dict[str, Any] = {

@@ -9,9 +9,10 @@ from starlette.concurrency import run_in_threadpool
 from interfaces.http.commands.responses import committed_response
 from interfaces.http.deps import AppDep, SettingsDep
 from interfaces.http.errors import ApiError
+from interfaces.http.routing import DirectRoute
 from interfaces.http.security import CurrentCaller, clear_session_cookies
 
-router = APIRouter(prefix="/api/v1/users", tags=["users"])
+router = APIRouter(prefix="/api/v1/users", tags=["users"], route_class=DirectRoute)
 
 
 class IdentityChange(BaseModel):

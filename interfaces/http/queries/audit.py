@@ -20,12 +20,13 @@ from application.errors import Forbidden
 from interfaces.http.deps import ContainerDep, SettingsDep
 from interfaces.http.errors import ApiError
 from interfaces.http.queries.params import Instant, Position
+from interfaces.http.routing import DirectRoute
 from interfaces.http.security import Caller, CurrentCaller
 
 AUDITOR = "auditor"
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 
-router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
+router = APIRouter(prefix="/api/v1/audit", tags=["audit"], route_class=DirectRoute)
 
 
 def require_auditor(caller: CurrentCaller) -> Caller:

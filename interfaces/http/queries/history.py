@@ -18,9 +18,10 @@ from interfaces.http.queries.kept import answer
 from interfaces.http.queries.params import Cursor, Limit, page_limit
 from interfaces.http.queries.playlists import PlaylistOut, playlists_json, tracks_json
 from interfaces.http.queries.tracks import TrackOut
+from interfaces.http.routing import DirectRoute
 from interfaces.http.security import CurrentCaller
 
-router = APIRouter(prefix="/api/v1", tags=["listening"])
+router = APIRouter(prefix="/api/v1", tags=["listening"], route_class=DirectRoute)
 
 
 class HistoryItemOut(BaseModel):

@@ -39,13 +39,14 @@ from interfaces.http.queries.tracks import (
     track_json,
     viewer_reactions,
 )
+from interfaces.http.routing import DirectRoute
 from interfaces.http.security import CurrentCaller, OptionalCaller
 from interfaces.http.streaming import content_disposition, download_name
 from projections.queries.playlists import PlaylistRow, PlaylistSort
 from projections.queries.reactions import MyReactionsRow
 from projections.queries.tracks import TrackRow
 
-router = APIRouter(prefix="/api/v1", tags=["playlists"])
+router = APIRouter(prefix="/api/v1", tags=["playlists"], route_class=DirectRoute)
 
 _LIST_READS = [Depends(reads_from("playlists", "reactions"))]
 _DETAIL_READS = [Depends(reads_from("playlists", "tracks", "reactions"))]

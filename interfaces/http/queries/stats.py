@@ -25,12 +25,13 @@ from interfaces.http.queries.kept import answer
 from interfaces.http.queries.params import Instant, Limit, page_limit
 from interfaces.http.queries.playlists import PlaylistOut, playlists_json, tracks_json
 from interfaces.http.queries.tracks import TrackOut
+from interfaces.http.routing import DirectRoute
 from interfaces.http.security import OptionalCaller
 from projections.queries.listening import PERIODS, Bucket, Period, RankBy, Ranked
 from projections.queries.playlists import visible_to
 from projections.schema import playlists, tracks
 
-router = APIRouter(prefix="/api/v1/stats", tags=["analytics"])
+router = APIRouter(prefix="/api/v1/stats", tags=["analytics"], route_class=DirectRoute)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # A top list's window ends now: its answer is kept this long at most, changes or not.

@@ -20,6 +20,7 @@ from interfaces.http.queries.consistency import MIN_POSITION_HEADER, reads_from
 from interfaces.http.queries.kept import answer
 from interfaces.http.queries.params import Cursor, Limit, page_limit
 from interfaces.http.queries.threads import in_query_thread
+from interfaces.http.routing import DirectRoute
 from interfaces.http.security import CurrentCaller, OptionalCaller
 from interfaces.http.streaming import (
     Delivery,
@@ -30,7 +31,7 @@ from interfaces.http.streaming import (
 from projections.queries.reactions import NO_REACTIONS, MyReactionsRow
 from projections.queries.tracks import TrackRow, TrackSort
 
-router = APIRouter(prefix="/api/v1", tags=["tracks"])
+router = APIRouter(prefix="/api/v1", tags=["tracks"], route_class=DirectRoute)
 
 _READS = [Depends(reads_from("tracks", "reactions"))]
 

@@ -11,9 +11,10 @@ from pydantic import BaseModel
 from application.errors import NotFound
 from interfaces.http.deps import QueriesDep
 from interfaces.http.queries.consistency import reads_from
+from interfaces.http.routing import DirectRoute
 from interfaces.http.security import CurrentCaller
 
-router = APIRouter(prefix="/api/v1", tags=["users"])
+router = APIRouter(prefix="/api/v1", tags=["users"], route_class=DirectRoute)
 
 
 class PublicProfileOut(BaseModel):
