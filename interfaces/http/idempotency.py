@@ -36,6 +36,7 @@ from interfaces.http.errors import ApiError, error_response
 from interfaces.http.middleware import ASGIApp, Message, Receive, Scope, Send
 
 HEADER = "idempotency-key"
+_RAW_HEADER = HEADER.encode()  # ASGI servers give header names lowercased
 REPLAYED_HEADER = (b"idempotent-replayed", b"true")
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _NOT_REMEMBERED = frozenset({401, 403, 408, 429})
@@ -132,11 +133,13 @@ class IdempotencyMiddleware:
         if scope["type"] != "http" or scope["method"] not in _UNSAFE:
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        key = headers.get(HEADER)
-        if key is None:
+        # Most commands carry no key: look for it before decoding any header.
+        raw_headers = scope["headers"]
+        if not any(name == _RAW_HEADER for name, _ in raw_headers):
             await self.app(scope, receive, send)
             return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw_headers}
+        key = headers[HEADER]
         if not _valid_key(key):
             await self._refuse(
                 scope, receive, send, 422, "validation_error",

@@ -31,7 +31,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 log = logging.getLogger("theplaylist.access")
 
 _EXTRA_HEADERS = "theplaylist.extra_headers"
-_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
 
 
 def add_response_header(request: Request, name: str, value: str) -> None:
@@ -76,26 +76,35 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        given = headers.get("x-request-id", "")
+        # Only three headers matter here: decode those, not all of them.
+        given, content_type, declared = b"", b"", None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                given = value
+            elif name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                declared = value.decode("latin-1")
         # 32 random hex digits, as a UUID's hex would be, without building the UUID.
-        request_id = given if _SANE_REQUEST_ID.match(given) else os.urandom(16).hex()
+        request_id = (
+            given.decode("latin-1") if _SANE_REQUEST_ID.fullmatch(given) else os.urandom(16).hex()
+        )
         token = request_id_var.set(request_id)
         started = time.perf_counter()
-        status_holder = {"status": 500}
-        is_multipart = headers.get("content-type", "").startswith("multipart/form-data")
+        status = 500
+        is_multipart = content_type.startswith(b"multipart/form-data")
         limit = self.multipart_limit if is_multipart else self.json_limit
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                status_holder["status"] = message["status"]
+                status = message["status"]
                 extra = [(b"x-request-id", request_id.encode())]
                 extra.extend(scope.get(_EXTRA_HEADERS, []))
                 message["headers"] = list(message.get("headers", [])) + extra
             await send(message)
 
         try:
-            declared = headers.get("content-length")
             if declared is not None and not (declared.isascii() and declared.isdigit()):
                 await self._refuse(
                     send_with_headers,
@@ -125,16 +134,17 @@ class RequestContext:
                 return
             await self.app(scope, _limited(receive, limit), send_with_headers)
         finally:
-            log.info(
-                "%s %s %s",
-                scope["method"],
-                scope["path"],
-                status_holder["status"],
-                extra={
-                    "status": status_holder["status"],
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                },
-            )
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "%s %s %s",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    extra={
+                        "status": status,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    },
+                )
             request_id_var.reset(token)
 
     @staticmethod
