@@ -36,7 +36,7 @@ from interfaces.http.errors import ApiError, error_response
 from interfaces.http.middleware import ASGIApp, Message, Receive, Scope, Send
 
 HEADER = "idempotency-key"
-_RAW_HEADER = HEADER.encode()  # ASGI servers give header names lowercased
+_RAW_HEADER = HEADER.encode()
 REPLAYED_HEADER = (b"idempotent-replayed", b"true")
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _NOT_REMEMBERED = frozenset({401, 403, 408, 429})
@@ -134,8 +134,9 @@ class IdempotencyMiddleware:
             await self.app(scope, receive, send)
             return
         # Most commands carry no key: look for it before decoding any header.
+        # ASGI says names come lowercased; a retry must not run twice if one does not.
         raw_headers = scope["headers"]
-        if not any(name == _RAW_HEADER for name, _ in raw_headers):
+        if not any(name.lower() == _RAW_HEADER for name, _ in raw_headers):
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw_headers}

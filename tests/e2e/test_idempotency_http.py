@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import threading
 from collections.abc import Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
@@ -271,3 +272,55 @@ def test_expired_keys_are_purged_and_free_again(container: Container) -> None:
     assert store.purge(now) == 0
     assert store.purge(now + timedelta(minutes=2)) == 1
     assert store.claim(ref, fingerprint, now + timedelta(minutes=2)).outcome is Outcome.RUN
+
+
+def test_a_key_whose_header_name_is_not_lowercased_is_still_honoured(
+    client: TestClient,
+) -> None:
+    # ASGI servers lowercase header names, but a retry must not run twice behind one that does not.
+    body = json.dumps(register_body("mixedcase")).encode()
+    headers = [
+        (b"host", b"testserver"),
+        (b"Idempotency-Key", b"mixed-case-1"),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+
+    def send_raw() -> list[MutableMapping[str, Any]]:
+        messages: list[MutableMapping[str, Any]] = []
+
+        async def receive() -> MutableMapping[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            messages.append(message)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/api/v1/auth/register",
+            "raw_path": b"/api/v1/auth/register",
+            "query_string": b"",
+            "root_path": "",
+            "headers": headers,
+            "client": ("127.0.0.1", 1),
+            "server": ("testserver", 80),
+        }
+
+        async def call() -> None:
+            await client.app(scope, receive, send)
+
+        assert client.portal is not None  # inside the client's `with`
+        client.portal.call(call)
+        return messages
+
+    first = send_raw()
+    assert first[0]["status"] == 201
+    reached = head(client)
+    again = send_raw()
+    assert again[0]["status"] == 201
+    assert (b"idempotent-replayed", b"true") in again[0]["headers"]
+    assert head(client) == reached
