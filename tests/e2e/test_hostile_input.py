@@ -19,9 +19,9 @@ from fastapi.testclient import TestClient
 
 from infrastructure.bootstrap import Container
 from interfaces.http.combined import Combined
-from interfaces.http.middleware import Message
 from tests.conftest import make_settings
 from tests.support.accounts import API, bearer_login, login, register
+from tests.support.clients import raw_call
 
 
 @pytest.fixture
@@ -95,45 +95,6 @@ def test_nul_in_a_query_string_is_a_validation_error_before_any_route(client: Te
     )
     assert head(client) == reached
     assert client.get(f"{API}/tracks", params={"q": "a%00b"}, headers=bearer).status_code == 200
-
-
-def raw_call(
-    client: TestClient, method: str, path: str, headers: list[tuple[bytes, bytes]]
-) -> tuple[int, dict[str, Any]]:
-    """Status and JSON body of a request sent to the ASGI callable with these exact header bytes.
-
-    HTTP clients, the test client included, re-encode or refuse such header values.
-    """
-    messages: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"{}", "more_body": False}
-
-    async def send(message: Message) -> None:
-        messages.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"testserver"), *headers],
-        "client": ("127.0.0.1", 1),
-        "server": ("testserver", 80),
-    }
-
-    async def call() -> None:
-        await client.app(scope, receive, send)
-
-    assert client.portal is not None  # inside the client's `with`
-    client.portal.call(call)
-    body = b"".join(m.get("body", b"") for m in messages[1:])
-    return messages[0]["status"], json.loads(body)
 
 
 def test_headers_that_only_look_like_numbers_are_refused(client: TestClient) -> None:

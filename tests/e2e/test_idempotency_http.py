@@ -24,6 +24,7 @@ from infrastructure.settings import Settings
 from interfaces.http.combined import Combined
 from interfaces.http.idempotency import IdempotencyMiddleware, _Spool
 from tests.support.audio import unique_wav
+from tests.support.clients import raw_exchange
 
 PASSWORD = "correct horse battery"
 
@@ -280,42 +281,13 @@ def test_a_key_whose_header_name_is_not_lowercased_is_still_honoured(
     # ASGI servers lowercase header names, but a retry must not run twice behind one that does not.
     body = json.dumps(register_body("mixedcase")).encode()
     headers = [
-        (b"host", b"testserver"),
         (b"Idempotency-Key", b"mixed-case-1"),
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
     ]
 
     def send_raw() -> list[MutableMapping[str, Any]]:
-        messages: list[MutableMapping[str, Any]] = []
-
-        async def receive() -> MutableMapping[str, Any]:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(message: MutableMapping[str, Any]) -> None:
-            messages.append(message)
-
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/api/v1/auth/register",
-            "raw_path": b"/api/v1/auth/register",
-            "query_string": b"",
-            "root_path": "",
-            "headers": headers,
-            "client": ("127.0.0.1", 1),
-            "server": ("testserver", 80),
-        }
-
-        async def call() -> None:
-            await client.app(scope, receive, send)
-
-        assert client.portal is not None  # inside the client's `with`
-        client.portal.call(call)
-        return messages
+        return raw_exchange(client, "POST", "/api/v1/auth/register", headers, body)
 
     first = send_raw()
     assert first[0]["status"] == 201
