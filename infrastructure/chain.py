@@ -26,13 +26,12 @@ implement :class:`application.audit.EventLog`.
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
-import psycopg
 from eventsourcing.persistence import (
     ApplicationRecorder,
     DatabaseError,
@@ -45,10 +44,22 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from eventsourcing.utils import retry
 from psycopg import Cursor
+from psycopg.pq.abc import PGresult
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composable, Composed, Identifier
 
 from application.audit import GENESIS, EventLog, Link, LogEntry, LogFilter, link_hash
+from infrastructure.pg_pipeline import (
+    BYTEA_OID,
+    Pipeline,
+    Statement,
+    bytes_array,
+    int8,
+    int8_array,
+    pipelined,
+    text_array,
+    uuid_array,
+)
 
 CHAIN_TABLE = "event_chain"
 
@@ -99,6 +110,25 @@ def _rendered(statement: Composable) -> bytes:
     quoted and all): 3-8% of a save's CPU (timed, 16- and 1-event saves).
     """
     return statement.as_bytes(None)
+
+
+def _statement_name(sql: bytes) -> bytes:
+    """A prepared statement's name, from its text: two recorders never share one by mistake."""
+    return b"theplaylist_" + hashlib.sha256(sql).hexdigest()[:16].encode()
+
+
+def _statement(statement: Composable) -> Statement:
+    """``statement``, rendered, as a statement prepared on each connection that runs it."""
+    sql = _rendered(statement)
+    return Statement(_statement_name(sql), sql)
+
+
+def _link_columns(links: Sequence[tuple[int, int, bytes]]) -> list[bytes | None]:
+    return [
+        int8_array([position for position, _, _ in links]),
+        int8_array([recorded_at for _, recorded_at, _ in links]),
+        bytes_array(BYTEA_OID, [digest for _, _, digest in links]),
+    ]
 
 
 def _like_pattern(event_type: str) -> str:
@@ -290,18 +320,20 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
                 Identifier("event_chain_recorded_at_idx"), self._chain
             ),
         ]
-        # Positions come back with their event's key, so each link pairs with its event.
-        # One plain array per column, sent in binary (%b): psycopg dumps the library's
-        # array of a composite type field by field in Python, and escapes a text bytea
-        # array byte by byte (timeit, 32 events of 150 bytes: 4.2 ms in text, 9 us so).
-        self.insert_events_statement = SQL(
-            "INSERT INTO {events} AS t (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[]) "
-            "RETURNING notification_id, originator_id, originator_version"
-        ).format(events=self._events, id_type=Identifier(datastore.originator_id_type))
-        self._insert_events_sql = _rendered(self.insert_events_statement)
-        self._notify_statement = _rendered(SQL("NOTIFY {}").format(Identifier(self.channel_name)))
-        # The database's clock: one clock for every writer process.
+        # The save and the batch read run through libpq's pipeline directly
+        # (infrastructure.pg_pipeline): prepared once per connection, binary
+        # arrays in, binary rows out. Positions come back with their event's
+        # key, so each link pairs with its event.
+        id_type = Identifier(datastore.originator_id_type)
+        self._ids_are_uuids = datastore.originator_id_type == "uuid"
+        self._event_insert = _statement(
+            SQL(
+                "INSERT INTO {events} (originator_id, originator_version, topic, state) "
+                "SELECT * FROM unnest($1::{id_type}[], $2::bigint[], $3::text[], $4::bytea[]) "
+                "RETURNING notification_id, originator_id, originator_version"
+            ).format(events=self._events, id_type=id_type)
+        )
+        # The chain's last link and the database's clock: one clock for every writer.
         self._tail_statement = _rendered(
             SQL(
                 "SELECT c.notification_id, c.recorded_at, c.hash, "
@@ -310,28 +342,32 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
                 "SELECT * FROM {} ORDER BY notification_id DESC LIMIT 1) AS c ON true"
             ).format(self._chain)
         )
-        # A batch's links in one statement (executemany pipelines one per link).
-        self._insert_links = _rendered(
+        self._tail_select = Statement(_statement_name(self._tail_statement), self._tail_statement)
+        self._link_insert = _statement(
             SQL(
-                "INSERT INTO {} SELECT * FROM unnest(%b::bigint[], %b::bigint[], %b::bytea[])"
+                "INSERT INTO {} SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])"
             ).format(self._chain)
         )
+        self._notify = _rendered(SQL("NOTIFY {}").format(Identifier(self.channel_name)))
         # Many aggregates' newer events in one round trip, each an index range scan.
         # OFFSET 0 keeps the subquery from being flattened into a join: as one, the
         # prepared (generic) plan, guessing ten ids and a third of each history,
         # hash-joined a scan of the whole table (measured under the bench's load:
         # 2.2-2.5 ms a batch on 17,000 events, growing with the log; 0.23 ms so).
-        self._select_events_after = _rendered(
+        self._events_after_select = _statement(
             SQL(
                 "SELECT e.originator_id, e.originator_version, e.topic, e.state "
-                "FROM unnest(%b::{id_type}[], %b::bigint[]) AS w(id, after) "
+                "FROM unnest($1::{id_type}[], $2::bigint[]) AS w(id, after) "
                 "CROSS JOIN LATERAL (SELECT * FROM {events} "
                 "WHERE originator_id = w.id AND originator_version > w.after OFFSET 0) AS e "
                 "ORDER BY e.originator_id, e.originator_version"
-            ).format(id_type=Identifier(datastore.originator_id_type), events=self._events)
+            ).format(id_type=id_type, events=self._events)
         )
         self.lock_table_statements = [
             _rendered(q) if isinstance(q, Composable) else q for q in self.lock_table_statements
+        ]
+        self._lock_statements = [
+            q if isinstance(q, bytes) else str(q).encode() for q in self.lock_table_statements
         ]
 
     def create_table(self) -> None:
@@ -375,16 +411,29 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
         )
 
     def _tail(self, curs: Cursor[DictRow]) -> tuple[Link | None, int]:
-        curs.execute(self._tail_statement, prepare=True)
-        return self._tail_from(curs)
-
-    @staticmethod
-    def _tail_from(curs: Cursor[DictRow]) -> tuple[Link | None, int]:
+        curs.execute(self._tail_statement)
         row = curs.fetchone()
         assert row is not None
+        now = int(row["now"])
         if row["notification_id"] is None:
-            return None, int(row["now"])
-        return Link(row["notification_id"], row["recorded_at"], bytes(row["hash"])), int(row["now"])
+            return None, now
+        return Link(row["notification_id"], row["recorded_at"], bytes(row["hash"])), now
+
+    @staticmethod
+    def _tail_from(result: PGresult) -> tuple[Link | None, int]:
+        position, recorded_at, digest, now = (result.get_value(0, c) for c in range(4))
+        assert now is not None
+        if position is None or recorded_at is None or digest is None:
+            return None, int8(now)
+        return Link(int8(position), int8(recorded_at), bytes(digest)), int8(now)
+
+    def _id_array(self, ids: Sequence[Any]) -> bytes:
+        if self._ids_are_uuids:
+            return uuid_array([i if isinstance(i, UUID) else UUID(str(i)) for i in ids])
+        return text_array(str(i) for i in ids)
+
+    def _id_key(self, value: bytes) -> Any:
+        return UUID(bytes=value) if self._ids_are_uuids else value.decode()
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
@@ -392,68 +441,57 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
     ) -> Sequence[int] | None:
         """Insert the events and their links in one transaction, in two round trips.
 
-        The library's version opens a ``transaction()`` inside its pipeline, whose
-        BEGIN is a round trip of its own, then syncs to read the positions, and once
-        more to commit: four round trips a batch, each also a wait for the GIL in a
-        busy server. Here the positions and the chain's tail come back with the
-        first sync; the links and the COMMIT go with the second.
+        First the lock, the NOTIFY, the events and the chain's tail, then the
+        links and the COMMIT. As the library's writer: the table lock orders
+        commits like positions, the NOTIFY wakes the projectors.
         """
         if not stored_events:
             return None
-        failed: Exception | None = None
-        positions: list[int] = []
         with self.datastore.get_connection() as conn:
-            with conn.pipeline() as pipeline, conn.cursor() as curs, conn.cursor() as tail:
-                try:
-                    curs.execute("BEGIN")
-                    self._insert_stored_events(curs, stored_events)
-                    tail.execute(self._tail_statement, prepare=True)
-                    # A lost race (a version taken) is raised here, before any link is made.
-                    pipeline.sync()
-                    positions = self._positions(curs, stored_events)
-                    links = _chain_rows(*self._tail_from(tail), positions, stored_events)
-                    self._write_links(curs, links)
-                    curs.execute("COMMIT")
-                except Exception as error:  # noqa: BLE001 - raised after the pipeline, as the library does
-                    failed = error
-            if failed is not None:
-                with contextlib.suppress(psycopg.Error):
-                    conn.rollback()
-                raise failed
+            return pipelined(conn, lambda pipeline: self._save(pipeline, stored_events))
+
+    def _save(self, pipeline: Pipeline, stored_events: Sequence[StoredEvent]) -> list[int]:
+        pipeline.send_simple(b"BEGIN")
+        for lock in self._lock_statements:
+            pipeline.send_simple(lock)
+        pipeline.send_simple(self._notify)
+        pipeline.send(self._event_insert, self._event_columns(stored_events))
+        pipeline.send(self._tail_select, ())
+        # A lost race (a version taken) is raised here, before any link is made.
+        *_, inserted, tail = pipeline.sync()
+        positions = self._positions(inserted, stored_events)
+        links = _chain_rows(*self._tail_from(tail), positions, stored_events)
+        pipeline.send(self._link_insert, _link_columns(links))
+        pipeline.send_simple(b"COMMIT")
+        pipeline.sync()
         return positions
 
-    def _insert_stored_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> None:
-        # As the library's: the table lock orders commits like positions, the
-        # NOTIFY wakes the projectors; then the events, column by column.
-        self._lock_table(curs)
-        curs.execute(self._notify_statement, prepare=True)
-        curs.execute(
-            self._insert_events_sql,
-            (
-                [e.originator_id for e in stored_events],
-                [e.originator_version for e in stored_events],
-                [e.topic for e in stored_events],
-                [e.state for e in stored_events],
-            ),
-            prepare=True,
-        )
+    def _event_columns(self, stored_events: Sequence[StoredEvent]) -> list[bytes | None]:
+        return [
+            self._id_array([e.originator_id for e in stored_events]),
+            int8_array([e.originator_version for e in stored_events]),
+            text_array(e.topic for e in stored_events),
+            bytes_array(BYTEA_OID, [e.state for e in stored_events]),
+        ]
 
-    @staticmethod
-    def _positions(curs: Cursor[DictRow], stored_events: Sequence[StoredEvent]) -> list[int]:
+    def _positions(self, inserted: PGresult, stored_events: Sequence[StoredEvent]) -> list[int]:
         """The positions the insert returned, in the order of ``stored_events``."""
-        returned = {
-            (row["originator_id"], row["originator_version"]): row["notification_id"]
-            for row in curs.fetchall()
-        }
+        returned: dict[tuple[Any, int], int] = {}
+        for row in range(inserted.ntuples):
+            position, originator_id, version = (inserted.get_value(row, c) for c in range(3))
+            assert position is not None and originator_id is not None and version is not None
+            returned[(self._id_key(originator_id), int8(version))] = int8(position)
         return [returned[(s.originator_id, s.originator_version)] for s in stored_events]
 
     def _write_links(self, curs: Cursor[DictRow], links: list[tuple[int, int, bytes]]) -> None:
-        if not links:
-            return
-        positions, times, hashes = (list(column) for column in zip(*links, strict=True))
-        curs.execute(self._insert_links, (positions, times, hashes), prepare=True)
+        if links:
+            positions, times, hashes = (list(column) for column in zip(*links, strict=True))
+            curs.execute(
+                SQL(
+                    "INSERT INTO {} SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bytea[])"
+                ).format(self._chain),
+                (positions, times, hashes),
+            )
 
     def _query(self, sql: Composed, params: Sequence[Any]) -> list[DictRow]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
@@ -464,11 +502,24 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
         """The events of each aggregate after the version given for it, in one query."""
         if not versions:
             return []
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(
-                self._select_events_after, [list(versions), list(versions.values())], prepare=True
+        columns = [self._id_array(list(versions)), int8_array(list(versions.values()))]
+
+        def select(pipeline: Pipeline) -> PGresult:
+            pipeline.send(self._events_after_select, columns)
+            (found,) = pipeline.sync()
+            return found
+
+        with self.datastore.get_connection() as conn:
+            found = pipelined(conn, select)
+        events = []
+        for row in range(found.ntuples):
+            originator_id, version, topic, state = (found.get_value(row, c) for c in range(4))
+            assert originator_id is not None and version is not None
+            assert topic is not None and state is not None
+            events.append(
+                StoredEvent(self._id_key(originator_id), int8(version), topic.decode(), state)
             )
-            return [self._stored(r) for r in curs.fetchall()]
+        return events
 
     def select_links(self, after: int, upto: int | None, limit: int) -> list[Link]:
         """Chain rows with ``after < position <= upto``, in order."""
