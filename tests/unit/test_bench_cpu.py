@@ -48,6 +48,7 @@ def test_a_servers_workers_and_the_load_generator_are_each_credited_their_own_cp
     # Over 4 requests; the server side also paid two interpreters' start-up.
     figures = per_request(before, after, requests=4)
     assert 100 <= figures["server"] < 400
-    assert 50 <= figures["load generator"] < 150
+    # /proc counts CPU in clock ticks (10 ms), sampled: 0.2 s burnt can read as 0.19.
+    assert 45 <= figures["load generator"] < 150
     assert 0 < figures["busy_cores"] <= (os.cpu_count() or 1)
     assert describe([figures]).startswith("ms of CPU per request: server ")
