@@ -64,6 +64,10 @@ class ThePlaylist(
             else CommandRunner(self, rules.command_attempts, on_commit)
         )
 
+    async def drain(self) -> None:
+        """Wait until the commands queued on the running event loop are committed."""
+        await self._runner.drain()
+
     def close(self) -> None:
         """Commit the commands still queued, then release the event store."""
         self._runner.close()

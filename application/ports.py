@@ -27,6 +27,30 @@ class AggregateHistories(Protocol):
         ...
 
 
+@runtime_checkable
+class AwaitedEventStore(Protocol):
+    """The group committer's three requests to the event store, awaited on an event loop.
+
+    PostgreSQL's recorder offers them; a committer on the callers' own loop then
+    needs no thread, and so hands nothing across threads (SQLite's does not:
+    its committer stays a thread).
+    """
+
+    async def select_events_after_async(
+        self, versions: Mapping[UUID, int]
+    ) -> Sequence[StoredEvent]:
+        """:meth:`AggregateHistories.select_events_after`, awaited."""
+        ...
+
+    async def insert_events_async(self, stored_events: Sequence[StoredEvent]) -> Sequence[int]:
+        """Append the events in one transaction; their positions, in order."""
+        ...
+
+    async def max_notification_id_async(self) -> int:
+        """The position of the last event in the log (0 when empty)."""
+        ...
+
+
 class Clock(Protocol):
     """The current time, in UTC."""
 

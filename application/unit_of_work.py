@@ -28,8 +28,9 @@ import logging
 import random
 import threading
 import time
+import weakref
 from collections import OrderedDict, deque
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
@@ -45,7 +46,7 @@ from eventsourcing.persistence import (
 )
 
 from application.errors import Contention, NotFound
-from application.ports import AggregateHistories
+from application.ports import AggregateHistories, AwaitedEventStore
 from domain.claims import UniqueClaim
 
 A = TypeVar("A", bound=Aggregate)
@@ -331,6 +332,9 @@ class CommandRunner:
             threads = self._threads
         return await asyncio.wrap_future(threads.submit(self.run, decide, reads))
 
+    async def drain(self) -> None:
+        """Wait until the commands queued on the running loop are committed (none here)."""
+
     def close(self) -> None:
         """Wait for the commands in flight and release the runner's threads."""
         with self._threads_lock:
@@ -405,10 +409,14 @@ class _Answers:
             if pending not in self._answered:
                 self.fail(pending, error)
 
-    def send(self) -> None:
-        """Wake each waiting loop once, to settle its callers' futures."""
+    def send(self, current: asyncio.AbstractEventLoop | None = None) -> None:
+        """Settle the callers' futures: at once on ``current`` (the loop running this),
+        with one wake-up of each other loop."""
         by_loop, self._by_loop = self._by_loop, {}
         for loop, answers in by_loop.items():
+            if loop is current:
+                _settle(answers)
+                continue
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
                 loop.call_soon_threadsafe(_settle, answers)
 
@@ -436,6 +444,53 @@ class _Outcome:
 
 class _Conflict(Exception):
     """The batch's save was refused: some command in it lost a race."""
+
+
+# What a batch asks of the event store, one request at a time (see _Steps).
+
+
+@dataclass(frozen=True)
+class _ReadHistories:
+    """The stored events of each aggregate after the version given (-> stored events)."""
+
+    versions: dict[UUID, int]
+
+
+@dataclass(frozen=True)
+class _Append:
+    """Append the events in one transaction (-> their positions, in order)."""
+
+    events: list[DomainEventProtocol[Any]]
+
+
+@dataclass(frozen=True)
+class _Head:
+    """The position of the last event in the log (-> int)."""
+
+
+@dataclass(frozen=True)
+class _Pause:
+    """Wait a moment before trying again (-> None)."""
+
+    seconds: float
+
+
+_Request = _ReadHistories | _Append | _Head | _Pause
+_Steps = Generator[_Request, Any, T]
+"""A batch's work as a generator of event-store requests: the same steps run by
+the committer thread, blocking, and by a task on the callers' event loop,
+awaiting (the answer to a request is sent back in, its error thrown in)."""
+
+
+class _LoopCommitter:
+    """The queue and the committing task of one event loop's callers."""
+
+    def __init__(self) -> None:
+        self.queue: deque[_Pending] = deque()
+        self.task: asyncio.Task[None] | None = None
+        self.idle = asyncio.Event()
+        # Its own: the thread committer's is touched from another thread.
+        self.committed = _Committed()
 
 
 class GroupCommitRunner(CommandRunner):
@@ -481,11 +536,20 @@ class GroupCommitRunner(CommandRunner):
         if not isinstance(app.recorder, AggregateHistories):
             raise TypeError(f"{type(app.recorder).__name__} cannot read many aggregates at once")
         self._histories: AggregateHistories = app.recorder
+        # Callers on an event loop are committed by a task on that loop when the
+        # store can be awaited there (PostgreSQL), by the committer thread otherwise.
+        self._awaited = app.recorder if isinstance(app.recorder, AwaitedEventStore) else None
+        self._loop_committers: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, _LoopCommitter
+        ] = weakref.WeakKeyDictionary()
         self._max_batch = max(1, max_batch)
         self._idle_exit = idle_exit_seconds
         self._queue: deque[_Pending] = deque()
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
+        # Told whenever the committer thread has nothing queued nor in hand.
+        self._quiet = threading.Condition(self._lock)
+        self._committing = False
         self._thread: threading.Thread | None = None
         self._closed = False
         self._committed = _Committed()
@@ -515,8 +579,13 @@ class GroupCommitRunner(CommandRunner):
         No rehearsal here (its reads would block the loop): reads not named
         are made by the committer when the command asks for them.
         """
-        answer: asyncio.Future[Committed[T]] = asyncio.get_running_loop().create_future()
-        self._enqueue(_Pending(decide, () if reads is None else reads, answer))
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Committed[T]] = loop.create_future()
+        pending = _Pending(decide, () if reads is None else reads, answer)
+        if self._awaited is None:
+            self._enqueue(pending)
+        else:
+            self._enqueue_on_loop(loop, pending)
         return await answer
 
     def submit(
@@ -542,18 +611,38 @@ class GroupCommitRunner(CommandRunner):
                 self._wake.notify()
 
     def close(self) -> None:
-        """Refuse new commands and wait for the queued ones to be committed."""
+        """Refuse new commands and wait for the queued ones to be committed.
+
+        Commands still queued for an event loop's committer whose task is gone
+        (its loop stopped before they were taken: await :meth:`drain` first)
+        are committed here; one still running keeps its own.
+        """
         with self._lock:
             self._closed = True
             thread = self._thread
             self._wake.notify()
         if thread is not None:
             thread.join(timeout=30)
+        for committer in list(self._loop_committers.values()):
+            while committer.task is None and committer.queue:
+                count = min(len(committer.queue), self._max_batch)
+                batch = [committer.queue.popleft() for _ in range(count)]
+                answers = _Answers()
+                try:
+                    self._drive(self._commit(batch, answers, committer.committed))
+                except Exception as error:  # handed to every caller
+                    log.exception("group commit failed")
+                    answers.fail_unanswered(batch, error)
+                finally:
+                    answers.send()
         super().close()
 
     def _commit_loop(self) -> None:
         while True:
             with self._lock:
+                self._committing = False
+                if not self._queue:
+                    self._quiet.notify_all()
                 while not self._queue:
                     idle = self._closed or not self._wake.wait(self._idle_exit)
                     if idle and not self._queue:
@@ -561,16 +650,130 @@ class GroupCommitRunner(CommandRunner):
                         return
                 count = min(len(self._queue), self._max_batch)
                 batch = [self._queue.popleft() for _ in range(count)]
+                self._committing = True
             answers = _Answers()
             try:
-                self._commit(batch, answers)
+                self._drive(self._commit(batch, answers, self._committed))
             except BaseException as error:  # handed to every caller
                 log.exception("group commit failed")
                 answers.fail_unanswered(batch, error)
             finally:
                 answers.send()
 
-    def _commit(self, batch: list[_Pending], answers: _Answers) -> None:
+    def _wait_until_quiet(self) -> None:
+        with self._lock:
+            while self._queue or self._committing:
+                self._quiet.wait()
+
+    # -- the event loop's committer ------------------------------------------
+
+    def _enqueue_on_loop(self, loop: asyncio.AbstractEventLoop, pending: _Pending) -> None:
+        committer = self._loop_committers.get(loop)
+        if committer is None:
+            committer = self._loop_committers[loop] = _LoopCommitter()
+        if self._closed:
+            raise RuntimeError("the command runner is closed")
+        committer.queue.append(pending)
+        if committer.task is None:
+            committer.task = loop.create_task(self._loop_commit(committer, loop))
+
+    async def _loop_commit(
+        self, committer: _LoopCommitter, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """Commit what this loop's callers queue, batch after batch, until none is left.
+
+        While a batch awaits the store, the loop goes on serving requests, whose
+        commands queue up for the next batch.
+        """
+        try:
+            while committer.queue:
+                count = min(len(committer.queue), self._max_batch)
+                batch = [committer.queue.popleft() for _ in range(count)]
+                answers = _Answers()
+                try:
+                    await self._drive_async(self._commit(batch, answers, committer.committed))
+                except BaseException as error:  # handed to every caller
+                    log.exception("group commit failed")
+                    answers.fail_unanswered(batch, error)
+                    if not isinstance(error, Exception):
+                        raise
+                finally:
+                    answers.send(loop)
+        finally:
+            committer.task = None
+            committer.idle.set()
+
+    async def drain(self) -> None:
+        """Wait until the commands queued by the running loop's callers are committed."""
+        if self._awaited is None:
+            # They went to the committer thread (with everyone else's).
+            await asyncio.to_thread(self._wait_until_quiet)
+            return
+        committer = self._loop_committers.get(asyncio.get_running_loop())
+        while committer is not None and committer.task is not None:
+            committer.idle.clear()
+            await committer.idle.wait()
+
+    # -- running the steps ---------------------------------------------------
+
+    def _drive(self, steps: _Steps[T]) -> T:
+        """Run ``steps``, blocking on each request to the store."""
+        answer: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                request = steps.send(answer) if error is None else steps.throw(error)
+            except StopIteration as done:
+                result: T = done.value
+                return result
+            try:
+                answer, error = self._perform(request), None
+            except Exception as failure:  # noqa: BLE001 - thrown into the steps
+                answer, error = None, failure
+
+    async def _drive_async(self, steps: _Steps[T]) -> T:
+        """Run ``steps``, awaiting each request to the store on the running loop."""
+        answer: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                request = steps.send(answer) if error is None else steps.throw(error)
+            except StopIteration as done:
+                result: T = done.value
+                return result
+            try:
+                answer, error = await self._perform_async(request), None
+            except Exception as failure:  # noqa: BLE001 - thrown into the steps
+                answer, error = None, failure
+
+    def _perform(self, request: _Request) -> Any:
+        if isinstance(request, _ReadHistories):
+            return self._histories.select_events_after(request.versions)
+        if isinstance(request, _Append):
+            return [r.notification.id for r in self._append(request.events)]
+        if isinstance(request, _Head):
+            return self.head()
+        time.sleep(request.seconds)
+        return None
+
+    async def _perform_async(self, request: _Request) -> Any:
+        store = self._awaited
+        assert store is not None
+        if isinstance(request, _ReadHistories):
+            return await store.select_events_after_async(request.versions)
+        if isinstance(request, _Append):
+            to_stored_event = self._app.mapper.to_stored_event
+            return await store.insert_events_async([to_stored_event(e) for e in request.events])
+        if isinstance(request, _Head):
+            return await store.max_notification_id_async()
+        await asyncio.sleep(request.seconds)
+        return None
+
+    # -- a batch, as steps ---------------------------------------------------
+
+    def _commit(
+        self, batch: list[_Pending], answers: _Answers, committed: _Committed
+    ) -> _Steps[None]:
         self.batches += 1
         self.commands += len(batch)
         # Groups still to commit, the next one last; halves of a refused group
@@ -579,7 +782,7 @@ class GroupCommitRunner(CommandRunner):
         while groups:
             group = groups.pop()
             try:
-                self._commit_group(group, answers)
+                yield from self._commit_group(group, answers, committed)
             except _Conflict:
                 if len(group) > 1:
                     middle = len(group) // 2
@@ -596,33 +799,40 @@ class GroupCommitRunner(CommandRunner):
                     continue
                 if pending.conflicts > 1:
                     # Another writer keeps winning: give it a moment.
-                    time.sleep(random.uniform(0, 0.001 * pending.conflicts))  # noqa: S311
+                    yield _Pause(random.uniform(0, 0.001 * pending.conflicts))  # noqa: S311
                 groups.append(group)
 
-    def _read(self, aggregate_ids: Collection[UUID]) -> dict[UUID, Aggregate | None]:
+    def _read(
+        self, aggregate_ids: Collection[UUID], committed: _Committed
+    ) -> _Steps[dict[UUID, Aggregate | None]]:
         """The aggregates as the store holds them now (None: never created), in one query.
 
-        Kept ones are taken out of :class:`_Committed` and fast-forwarded.
+        Kept ones are taken out of ``committed`` and fast-forwarded.
         """
         found: dict[UUID, Aggregate | None] = {}
         versions: dict[UUID, int] = {}
         for aggregate_id in aggregate_ids:
-            kept = self._committed.take(aggregate_id)
+            kept = committed.take(aggregate_id)
             found[aggregate_id] = kept
             versions[aggregate_id] = 0 if kept is None else kept.version
         to_domain_event = self._app.mapper.to_domain_event
-        for stored in self._histories.select_events_after(versions):
+        stored_events = yield _ReadHistories(versions)
+        for stored in stored_events:
             originator_id = cast(UUID, stored.originator_id)
             event = cast(Aggregate.Event, to_domain_event(stored))
             found[originator_id] = event.mutate(found[originator_id])
         return found
 
-    def _commit_group(self, group: Sequence[_Pending], answers: _Answers) -> None:
-        batch = _BatchState(self._read)
+    def _commit_group(
+        self, group: Sequence[_Pending], answers: _Answers, committed: _Committed
+    ) -> _Steps[None]:
+        # A read a command makes without having named it blocks its committer,
+        # even the event loop's: such reads are rare (the hot commands name theirs).
+        batch = _BatchState(lambda ids: self._drive(self._read(ids, committed)))
         reads = dict.fromkeys(r for pending in group for r in pending.reads)
         if reads:
             try:
-                batch.preloaded = self._read(reads)
+                batch.preloaded = yield from self._read(reads, committed)
             except (OperationalError, InterfaceError) as error:
                 # The store is unreachable: no command of the batch could be decided.
                 for pending in group:
@@ -644,12 +854,12 @@ class GroupCommitRunner(CommandRunner):
             outcomes.append(_Outcome(pending, value=value, events=uow.collect_events()))
         events = [e for outcome in outcomes for e in outcome.events]
         if not events:
-            head = self.head()
+            head = yield _Head()
             for outcome in outcomes:
                 self._answer(answers, outcome, head)
             return
         try:
-            recordings = self._append(events)
+            positions: list[int] = yield _Append(events)
         except RecordConflictError:
             raise _Conflict from None
         except (OperationalError, InterfaceError) as error:
@@ -663,16 +873,16 @@ class GroupCommitRunner(CommandRunner):
                 raise _Conflict from error
             answers.fail(group[0], error)
             return
-        batch_position = max(r.notification.id for r in recordings)
+        batch_position = max(positions)
         for aggregate in batch.settled():
-            self._committed.put(aggregate)
+            committed.put(aggregate)
         if self._on_commit is not None:
             self._on_commit(batch_position)
         index = 0
         for outcome in outcomes:
             count = len(outcome.events)
             if count:
-                position = max(r.notification.id for r in recordings[index : index + count])
+                position = max(positions[index : index + count])
                 index += count
             else:
                 position = batch_position

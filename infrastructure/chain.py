@@ -26,6 +26,7 @@ implement :class:`application.audit.EventLog`.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Mapping, Sequence
@@ -44,6 +45,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from eventsourcing.utils import retry
 from psycopg import Cursor
+from psycopg.abc import PQGen
 from psycopg.pq.abc import PGresult
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composable, Composed, Identifier
@@ -51,17 +53,24 @@ from psycopg.sql import SQL, Composable, Composed, Identifier
 from application.audit import GENESIS, EventLog, Link, LogEntry, LogFilter, link_hash
 from infrastructure.pg_pipeline import (
     BYTEA_OID,
+    Exchange,
     Pipeline,
     Statement,
     bytes_array,
     int8,
     int8_array,
     pipelined,
+    pipelined_async,
     text_array,
     uuid_array,
 )
 
 CHAIN_TABLE = "event_chain"
+
+# A save that meets a dropped connection is tried again on another, this often.
+_INSERT_ATTEMPTS = 10
+_INSERT_RETRY_WAIT = 0.2
+_DROPPED = (InterfaceError, OperationalError)
 
 
 class ChainTailMismatch(DatabaseError):
@@ -349,6 +358,9 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             ).format(self._chain)
         )
         self._notify = _rendered(SQL("NOTIFY {}").format(Identifier(self.channel_name)))
+        self._max_position_select = _statement(
+            SQL("SELECT max(notification_id) FROM {}").format(self._events)
+        )
         # Many aggregates' newer events in one round trip, each an index range scan.
         # OFFSET 0 keeps the subquery from being flattened into a join: as one, the
         # prepared (generic) plan, guessing ten ids and a third of each history,
@@ -435,7 +447,9 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
     def _id_key(self, value: bytes) -> Any:
         return UUID(bytes=value) if self._ids_are_uuids else value.decode()
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    @retry(
+        (InterfaceError, OperationalError), max_attempts=_INSERT_ATTEMPTS, wait=_INSERT_RETRY_WAIT
+    )
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
@@ -450,7 +464,7 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn:
             return pipelined(conn, lambda pipeline: self._save(pipeline, stored_events))
 
-    def _save(self, pipeline: Pipeline, stored_events: Sequence[StoredEvent]) -> list[int]:
+    def _save(self, pipeline: Pipeline, stored_events: Sequence[StoredEvent]) -> PQGen[list[int]]:
         pipeline.send_simple(b"BEGIN")
         for lock in self._lock_statements:
             pipeline.send_simple(lock)
@@ -458,12 +472,12 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
         pipeline.send(self._event_insert, self._event_columns(stored_events))
         pipeline.send(self._tail_select, ())
         # A lost race (a version taken) is raised here, before any link is made.
-        *_, inserted, tail = pipeline.sync()
+        *_, inserted, tail = yield from pipeline.sync()
         positions = self._positions(inserted, stored_events)
         links = _chain_rows(*self._tail_from(tail), positions, stored_events)
         pipeline.send(self._link_insert, _link_columns(links))
         pipeline.send_simple(b"COMMIT")
-        pipeline.sync()
+        yield from pipeline.sync()
         return positions
 
     def _event_columns(self, stored_events: Sequence[StoredEvent]) -> list[bytes | None]:
@@ -502,24 +516,65 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
         """The events of each aggregate after the version given for it, in one query."""
         if not versions:
             return []
+        with self.datastore.get_connection() as conn:
+            return pipelined(conn, self._events_after(versions))
+
+    def _events_after(self, versions: Mapping[UUID, int]) -> Exchange[list[StoredEvent]]:
         columns = [self._id_array(list(versions)), int8_array(list(versions.values()))]
 
-        def select(pipeline: Pipeline) -> PGresult:
+        def select(pipeline: Pipeline) -> PQGen[list[StoredEvent]]:
             pipeline.send(self._events_after_select, columns)
-            (found,) = pipeline.sync()
-            return found
+            (found,) = yield from pipeline.sync()
+            events = []
+            for row in range(found.ntuples):
+                originator_id, version, topic, state = (found.get_value(row, c) for c in range(4))
+                assert originator_id is not None and version is not None
+                assert topic is not None and state is not None
+                events.append(
+                    StoredEvent(self._id_key(originator_id), int8(version), topic.decode(), state)
+                )
+            return events
+
+        return select
+
+    # The same three operations awaited on the running event loop, for the
+    # group committer that runs there (application.unit_of_work): same
+    # statements, same connections, same errors.
+
+    async def select_events_after_async(self, versions: Mapping[UUID, int]) -> list[StoredEvent]:
+        """:meth:`select_events_after`, awaited."""
+        if not versions:
+            return []
+        with self.datastore.get_connection() as conn:
+            return await pipelined_async(conn, self._events_after(versions))
+
+    async def insert_events_async(self, stored_events: Sequence[StoredEvent]) -> list[int]:
+        """:meth:`insert_events`, awaited; retried on a dropped connection as it is."""
+        if not stored_events:
+            return []
+        for attempt in range(1, _INSERT_ATTEMPTS + 1):
+            try:
+                with self.datastore.get_connection() as conn:
+                    return await pipelined_async(
+                        conn, lambda pipeline: self._save(pipeline, stored_events)
+                    )
+            except _DROPPED:
+                if attempt == _INSERT_ATTEMPTS:
+                    raise
+                await asyncio.sleep(_INSERT_RETRY_WAIT)
+        raise AssertionError("unreachable")
+
+    async def max_notification_id_async(self) -> int:
+        """The position of the last event in the log (0 when empty), awaited."""
+
+        def select(pipeline: Pipeline) -> PQGen[int]:
+            pipeline.send(self._max_position_select, ())
+            (found,) = yield from pipeline.sync()
+            value = found.get_value(0, 0)
+            return 0 if value is None else int8(value)
 
         with self.datastore.get_connection() as conn:
-            found = pipelined(conn, select)
-        events = []
-        for row in range(found.ntuples):
-            originator_id, version, topic, state = (found.get_value(row, c) for c in range(4))
-            assert originator_id is not None and version is not None
-            assert topic is not None and state is not None
-            events.append(
-                StoredEvent(self._id_key(originator_id), int8(version), topic.decode(), state)
-            )
-        return events
+            return await pipelined_async(conn, select)
 
     def select_links(self, after: int, upto: int | None, limit: int) -> list[Link]:
         """Chain rows with ``after < position <= upto``, in order."""

@@ -22,14 +22,13 @@ import struct
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
 from psycopg import errors, pq
 from psycopg.abc import PQGen
-from psycopg.waiting import Ready, Wait
+from psycopg.waiting import Ready, Wait, wait_async
 
 T = TypeVar("T")
 
@@ -41,6 +40,10 @@ UUID_OID = 2950
 TEXT_OID = 25
 INT8_OID = 20
 BYTEA_OID = 17
+
+# How often an awaited exchange looks at its socket unprompted (wait_async's
+# default of 0 would have it poll the socket in a loop, a core's worth of CPU).
+_WAKE_INTERVAL = 1.0
 
 _INT4 = struct.Struct(">i")
 _INT8 = struct.Struct(">q")
@@ -118,13 +121,20 @@ class StatementsLost(errors.OperationalError):
     """The connection's prepared statements were deallocated behind the pipeline's back."""
 
 
+Exchange = Callable[["Pipeline"], PQGen[T]]
+"""What runs in a pipeline: a psycopg generator (``yield from pipeline.sync()``), so
+that one exchange serves a blocking caller and one on an event loop alike."""
+
+
 class Pipeline:
-    """libpq's pipeline mode on a psycopg connection, for the duration of a ``with``.
+    """libpq's pipeline mode on a psycopg connection, for one exchange.
 
     ``send`` queues a prepared statement (binary parameters, binary results);
-    ``sync`` sends everything queued and returns one result per statement,
-    raising the first error the server reported (psycopg's exception for it).
-    Statements after an error in the same sync are skipped by the server.
+    ``yield from sync()`` sends everything queued and returns one result per
+    statement, raising the first error the server reported (psycopg's
+    exception for it). Statements after an error in the same sync are skipped
+    by the server. Run exchanges with :func:`pipelined` or
+    :func:`pipelined_async`.
     """
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
@@ -134,26 +144,6 @@ class Pipeline:
         # What each result up to the next sync will answer: a preparation's
         # statement name, or None for a statement run.
         self._pending: list[bytes | None] = []
-
-    def __enter__(self) -> Pipeline:
-        self._pgconn.enter_pipeline_mode()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        if self._pending:
-            # Left half-way (an error of ours between send and sync): drain the
-            # results so the connection leaves pipeline mode in a known state.
-            try:
-                self.sync()
-            except psycopg.Error:
-                self._conn.close()  # the pool drops a closed connection
-                return
-        self._pgconn.exit_pipeline_mode()
 
     def send(self, statement: Statement, params: Sequence[bytes | None]) -> None:
         """Queue ``statement`` with binary ``params``; prepared first if new to the connection."""
@@ -171,14 +161,14 @@ class Pipeline:
         self._pgconn.send_query_params(sql, None, result_format=_BINARY)
         self._pending.append(None)
 
-    def sync(self) -> list[pq.abc.PGresult]:
+    def sync(self) -> PQGen[list[pq.abc.PGresult]]:
         """Send what is queued; the results of the statements run, in order.
 
         Raises the first error the server reported, as psycopg's exception for it.
         """
         self._pgconn.pipeline_sync()
         pending, self._pending = self._pending, []
-        results = self._conn.wait(_until_sync(self._pgconn))
+        results = yield from _until_sync(self._pgconn)
         if len(results) != len(pending):
             raise errors.InternalError(f"{len(pending)} statements sent, {len(results)} results")
         failure = None
@@ -197,13 +187,13 @@ class Pipeline:
                 self._known.clear()
                 raise StatementsLost(str(error)) from error
             raise error
-        if len(results) != len(pending) or any(r.status not in _OK for r in results):
+        if any(r.status not in _OK for r in results):
             raise errors.InternalError("a pipelined statement was skipped without an error")
         if any(prepared is not None for prepared in pending):
             return [r for p, r in zip(pending, results, strict=True) if p is None]
         return results
 
-    def rollback(self) -> None:
+    def rollback(self) -> PQGen[None]:
         """End the transaction the pipeline is in, if any, without psycopg's help.
 
         psycopg's own ``rollback()`` would also deallocate every prepared
@@ -212,27 +202,55 @@ class Pipeline:
         if self._pending:
             # Sent but not synced: their results come first (their errors are moot now).
             with contextlib.suppress(psycopg.Error):
-                self.sync()
+                yield from self.sync()
         if self._pgconn.transaction_status != pq.TransactionStatus.IDLE:
             self.send_simple(b"ROLLBACK")
-            self.sync()
+            yield from self.sync()
 
 
-def pipelined(conn: psycopg.Connection[Any], exchange: Callable[[Pipeline], T]) -> T:
-    """Run ``exchange`` in a pipeline on ``conn``; roll back whatever it leaves open on failure.
+def _pipelined(conn: psycopg.Connection[Any], exchange: Exchange[T]) -> PQGen[T]:
+    """``exchange`` in pipeline mode; whatever it leaves open is rolled back on failure.
 
     When the connection's prepared statements turn out to be gone, they are
     prepared again and ``exchange`` runs once more: nothing of the first run
     was committed.
     """
+    pgconn = conn.pgconn
     for attempt in (1, 2):
-        with Pipeline(conn) as pipeline:
+        pipeline = Pipeline(conn)
+        pgconn.enter_pipeline_mode()
+        try:
+            result = yield from exchange(pipeline)
+        except GeneratorExit:
+            # Abandoned half-way (its awaiting task was cancelled): nothing more may
+            # be sent from here, and the connection's state is unknown.
+            conn.close()
+            raise
+        except BaseException as error:
             try:
-                return exchange(pipeline)
-            except BaseException as error:
-                with contextlib.suppress(psycopg.Error):
-                    pipeline.rollback()
-                if isinstance(error, StatementsLost) and attempt == 1:
-                    continue
-                raise
+                yield from pipeline.rollback()
+            except psycopg.Error:
+                conn.close()  # in an unknown state: the pool drops a closed connection
+                raise error from None
+            pgconn.exit_pipeline_mode()
+            if isinstance(error, StatementsLost) and attempt == 1:
+                continue
+            raise
+        pgconn.exit_pipeline_mode()
+        return result
     raise AssertionError("unreachable")
+
+
+def pipelined(conn: psycopg.Connection[Any], exchange: Exchange[T]) -> T:
+    """Run ``exchange`` on ``conn``, blocking."""
+    return conn.wait(_pipelined(conn, exchange))
+
+
+async def pipelined_async(conn: psycopg.Connection[Any], exchange: Exchange[T]) -> T:
+    """Run ``exchange`` on ``conn``, awaiting the socket on the running event loop."""
+    steps = _pipelined(conn, exchange)
+    try:
+        return await wait_async(steps, conn.pgconn.socket, interval=_WAKE_INTERVAL)
+    finally:
+        # Cancelled mid-exchange: end it now, before the connection goes back to the pool.
+        steps.close()

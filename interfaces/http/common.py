@@ -38,6 +38,8 @@ def make_service(
         try:
             yield
         finally:
+            # The commands this loop's committer still holds are saved while it runs.
+            await built.app.drain()
             if owned:
                 built.close()
 

@@ -471,3 +471,69 @@ def test_a_caller_that_stops_waiting_neither_cancels_its_command_nor_breaks_its_
 
     assert committed.value == (counter_id, 2)
     assert count_of(container, counter_id) == 2
+
+
+def test_commands_awaited_on_postgresql_are_decided_on_their_own_loop(
+    container: Container, runner: GroupCommitRunner, backend: str
+) -> None:
+    # On PostgreSQL the store is awaited, so the loop's own task commits its
+    # callers' commands and nothing crosses threads; SQLite's committer is a thread.
+    counter_id = uuid4()
+    deciders: set[int] = set()
+
+    def noted(uow: UnitOfWork) -> tuple[UUID, int]:
+        deciders.add(threading.get_ident())
+        result: tuple[UUID, int] = increment(counter_id)(uow)
+        return result
+
+    async def concurrently() -> tuple[int, list[Committed[Any]]]:
+        results = await asyncio.gather(*(runner.run_async(noted) for _ in range(10)))
+        return threading.get_ident(), results
+
+    loop_thread, results = asyncio.run(concurrently())
+
+    assert sorted(r.value[1] for r in results) == list(range(1, 11))
+    assert count_of(container, counter_id) == 10
+    if backend == "postgres":
+        assert deciders == {loop_thread}
+    else:
+        assert loop_thread not in deciders
+
+
+def test_an_event_loops_callers_and_blocking_callers_on_one_aggregate_are_each_applied_once(
+    container: Container, runner: GroupCommitRunner
+) -> None:
+    # Two committers at once on PostgreSQL (the loop's task and the thread):
+    # they race on the same aggregate and the loser of each race retries.
+    counter_id = uuid4()
+    runner.run(increment(counter_id))
+
+    async def on_the_loop() -> list[Committed[Any]]:
+        return await asyncio.gather(
+            *(runner.run_async(increment(counter_id), reads=[counter_id]) for _ in range(20))
+        )
+
+    with ThreadPoolExecutor(8) as pool:
+        blocking = [pool.submit(runner.run, increment(counter_id)) for _ in range(20)]
+        awaited = asyncio.run(on_the_loop())
+        results = [f.result(30) for f in blocking] + awaited
+
+    assert sorted(r.value[1] for r in results) == list(range(2, 42))
+    assert count_of(container, counter_id) == 41
+    for result in results:
+        assert result.position == position_of(container, counter_id, result.value[1])
+
+
+def test_drain_returns_once_the_loops_queued_commands_are_committed(
+    container: Container, runner: GroupCommitRunner
+) -> None:
+    counter_id = uuid4()
+
+    async def queue_then_drain() -> int:
+        tasks = [asyncio.ensure_future(runner.run_async(increment(counter_id))) for _ in range(5)]
+        await asyncio.sleep(0)  # queued, their callers waiting
+        await runner.drain()
+        assert all(task.done() for task in tasks)
+        return count_of(container, counter_id)
+
+    assert asyncio.run(queue_then_drain()) == 5

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from psycopg import pq
+from psycopg.abc import PQGen
 
 from infrastructure.pg_pipeline import (
     BYTEA_OID,
@@ -51,9 +52,9 @@ def _prepared(conn: psycopg.Connection[Any]) -> set[str]:
 
 
 def _one(statement: Statement, params: list[bytes | None]) -> Any:
-    def exchange(pipeline: Pipeline) -> Any:
+    def exchange(pipeline: Pipeline) -> PQGen[Any]:
         pipeline.send(statement, params)
-        (result,) = pipeline.sync()
+        (result,) = yield from pipeline.sync()
         return result
 
     return exchange
@@ -144,11 +145,11 @@ def test_a_failed_exchange_is_rolled_back_without_deallocating_anything(
     conn.execute("SELECT 1", prepare=True)
     before = _prepared(conn)
 
-    def insert_then_divide_by_zero(pipeline: Pipeline) -> None:
+    def insert_then_divide_by_zero(pipeline: Pipeline) -> PQGen[None]:
         pipeline.send_simple(b"BEGIN")
         pipeline.send(_INSERT, [int8_array([1, 2, 3])])
         pipeline.send(_ONE_OVER, [int8_array([1])])
-        pipeline.sync()
+        yield from pipeline.sync()
 
     with pytest.raises(psycopg.errors.DivisionByZero):
         pipelined(conn, insert_then_divide_by_zero)
@@ -161,10 +162,12 @@ def test_a_failed_exchange_is_rolled_back_without_deallocating_anything(
 def test_an_error_of_ours_between_send_and_sync_leaves_nothing_behind(
     conn: psycopg.Connection[Any],
 ) -> None:
-    def fail_half_way(pipeline: Pipeline) -> None:
+    def fail_half_way(pipeline: Pipeline) -> PQGen[None]:
         pipeline.send_simple(b"BEGIN")
         pipeline.send(_INSERT, [int8_array([7])])
-        raise RuntimeError("decided against it")
+        if pipeline:  # always: the exchange is a generator that fails before its first sync
+            raise RuntimeError("decided against it")
+        yield from pipeline.sync()
 
     with pytest.raises(RuntimeError, match="decided against it"):
         pipelined(conn, fail_half_way)
@@ -176,12 +179,12 @@ def test_an_error_of_ours_between_send_and_sync_leaves_nothing_behind(
 def test_a_committed_exchange_is_visible_to_psycopg_afterwards(
     conn: psycopg.Connection[Any],
 ) -> None:
-    def insert_and_commit(pipeline: Pipeline) -> None:
+    def insert_and_commit(pipeline: Pipeline) -> PQGen[None]:
         pipeline.send_simple(b"BEGIN")
         pipeline.send(_INSERT, [int8_array([4, 5])])
-        pipeline.sync()
+        yield from pipeline.sync()
         pipeline.send_simple(b"COMMIT")
-        pipeline.sync()
+        yield from pipeline.sync()
 
     pipelined(conn, insert_and_commit)
 
