@@ -7,7 +7,7 @@ must get the same status, body and headers from both.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
 import pytest
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from application.errors import NotFound, Unauthenticated
 from interfaces.http.errors import install_error_handlers
-from interfaces.http.routing import DirectRoute
+from interfaces.http.routing import DirectRoute, include_flat
 
 calls: list[str] = []
 
@@ -78,7 +78,7 @@ def sync_endpoint(thing_id: UUID) -> Response:
     return JSONResponse({"thing": str(thing_id)})
 
 
-def build(route_class: type[APIRoute]) -> tuple[FastAPI, APIRouter]:
+def build(route_class: type[APIRoute], *, flat: bool = False) -> tuple[FastAPI, APIRouter]:
     app = FastAPI()
     install_error_handlers(app)
     router = APIRouter(prefix="/v1", route_class=route_class, dependencies=[Depends(audited)])
@@ -88,7 +88,10 @@ def build(route_class: type[APIRoute]) -> tuple[FastAPI, APIRouter]:
     router.add_api_route("/search", searched, methods=["GET"])
     router.add_api_route("/models/{thing_id}", as_model, methods=["GET"])
     router.add_api_route("/sync/{thing_id}", sync_endpoint, methods=["GET"])
-    app.include_router(router)
+    if flat:
+        include_flat(app, router)
+    else:
+        app.include_router(router)
     return app, router
 
 
@@ -205,3 +208,72 @@ def test_dependency_overrides_are_honoured() -> None:
         answer = client.put(f"/v1/things/{uuid4()}/marks/like")
     assert answer.status_code == 200
     assert answer.json()["by"] == "someone else"
+
+
+@pytest.fixture(scope="module")
+def flat_clients() -> Iterator[tuple[TestClient, TestClient]]:
+    flat, _ = build(DirectRoute, flat=True)
+    general, _ = build(APIRoute)
+    with TestClient(flat) as one, TestClient(general) as other:
+        yield one, other
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "headers"),
+    [
+        ("PUT", f"/v1/things/{uuid4()}/marks/love", {"x-who": "ann"}),
+        ("DELETE", f"/v1/things/{uuid4()}/marks/like", {"x-who": "ann"}),
+        ("POST", f"/v1/things/{uuid4()}/marks/like", {"x-who": "ann"}),
+        ("PUT", "/v1/things/not-a-uuid/marks/meh", {"x-who": "ann"}),
+        ("PUT", f"/v1/things/{UUID(int=0)}/marks/like", {"x-who": "ann"}),
+        ("PUT", f"/v1/things/{uuid4()}/marks/like", {}),
+        ("GET", "/v1/pages/11", {"x-who": "ann"}),
+        ("GET", "/v1/twice/3", {"x-who": "ann"}),
+        ("GET", "/v1/search?q=x", {}),
+        ("GET", f"/v1/models/{uuid4()}", {}),
+        ("GET", f"/v1/sync/{uuid4()}", {}),
+        ("GET", "/v1/nowhere", {}),
+    ],
+)
+def test_routes_included_flat_answer_as_an_included_router_does(
+    flat_clients: tuple[TestClient, TestClient], method: str, url: str, headers: dict[str, str]
+) -> None:
+    same_answer(flat_clients, method, url, headers=headers)
+
+
+# The test router's mark route takes two methods: one operation id for both.
+@pytest.mark.filterwarnings("ignore:Duplicate Operation ID")
+def test_routes_included_flat_are_documented_as_an_included_router_is() -> None:
+    flat, _ = build(DirectRoute, flat=True)
+    nested, _ = build(DirectRoute)
+    assert flat.openapi() == nested.openapi()
+
+
+def test_the_apps_overrides_reach_routes_included_flat() -> None:
+    app, _ = build(DirectRoute, flat=True)
+    app.dependency_overrides[who] = also_who
+    with TestClient(app) as client:
+        answer = client.put(f"/v1/things/{uuid4()}/marks/love")
+    assert answer.status_code == 200
+    assert answer.json()["by"] == "someone else"
+
+
+def test_the_command_services_hot_routes_are_its_own_and_run_directly(tmp_path: Any) -> None:
+    from infrastructure.settings import Settings
+    from interfaces.http.commands import plays, reactions
+    from interfaces.http.commands.app import create_command_app
+
+    settings = Settings.model_validate({"data_dir": tmp_path, "secret_key": "k" * 40})
+    app = create_command_app(settings)
+    own = {
+        (r.path, *sorted(r.methods or ())): r.direct
+        for r in app.router.routes
+        if isinstance(r, DirectRoute)
+    }
+    hot = [
+        (r.path, *sorted(r.methods or ()))
+        for r in (*reactions.router.routes, *plays.router.routes)
+        if isinstance(r, APIRoute)
+    ]
+    assert len(hot) == 6
+    assert all(own.get(route) for route in hot)

@@ -9,6 +9,7 @@ from infrastructure.settings import Settings
 from interfaces.http.commands import auth, playback, playlists, plays, reactions, tracks, users
 from interfaces.http.common import make_service
 from interfaces.http.idempotency import install_idempotency
+from interfaces.http.routing import include_flat
 
 
 def create_command_app(settings: Settings, container: Container | None = None) -> FastAPI:
@@ -19,9 +20,10 @@ def create_command_app(settings: Settings, container: Container | None = None) -
         settings,
         container if container is not None else (lambda: build(settings)),
     )
-    # Routes are matched in order: the most frequent commands first.
-    app.include_router(reactions.router)
-    app.include_router(plays.router)
+    # Routes are matched in order: the most frequent commands first, on the
+    # app's own router (see include_flat).
+    include_flat(app, reactions.router)
+    include_flat(app, plays.router)
     app.include_router(playback.router)
     app.include_router(auth.router)
     app.include_router(users.router)
