@@ -482,6 +482,17 @@ the committer thread, blocking, and by a task on the callers' event loop,
 awaiting (the answer to a request is sent back in, its error thrown in)."""
 
 
+def _advance(steps: _Steps[Any], answer: Any, error: Exception | None) -> tuple[bool, Any]:
+    """Hand ``steps`` the last request's answer (or throw its error in).
+
+    ``(False, next request)``, or ``(True, what the steps returned)`` once done.
+    """
+    try:
+        return False, steps.send(answer) if error is None else steps.throw(error)
+    except StopIteration as done:
+        return True, done.value
+
+
 class _LoopCommitter:
     """The queue and the committing task of one event loop's callers."""
 
@@ -625,40 +636,47 @@ class GroupCommitRunner(CommandRunner):
             thread.join(timeout=30)
         for committer in list(self._loop_committers.values()):
             while committer.task is None and committer.queue:
-                count = min(len(committer.queue), self._max_batch)
-                batch = [committer.queue.popleft() for _ in range(count)]
-                answers = _Answers()
-                try:
-                    self._drive(self._commit(batch, answers, committer.committed))
-                except Exception as error:  # handed to every caller
-                    log.exception("group commit failed")
-                    answers.fail_unanswered(batch, error)
-                finally:
-                    answers.send()
+                self._commit_here(self._take(committer.queue), committer.committed)
         super().close()
 
+    def _take(self, queue: deque[_Pending]) -> list[_Pending]:
+        """The next batch: what is queued, up to the batch size, in order."""
+        return [queue.popleft() for _ in range(min(len(queue), self._max_batch))]
+
+    def _commit_here(self, batch: list[_Pending], committed: _Committed) -> None:
+        """Commit ``batch`` in this thread, blocking; every caller hears how it went."""
+        answers = _Answers()
+        try:
+            self._drive(self._commit(batch, answers, committed))
+        except BaseException as error:  # handed to every caller
+            log.exception("group commit failed")
+            answers.fail_unanswered(batch, error)
+            if not isinstance(error, Exception):
+                raise
+        finally:
+            answers.send()
+
     def _commit_loop(self) -> None:
-        while True:
+        try:
+            while True:
+                with self._lock:
+                    self._committing = False
+                    if not self._queue:
+                        self._quiet.notify_all()
+                    while not self._queue:
+                        idle = self._closed or not self._wake.wait(self._idle_exit)
+                        if idle and not self._queue:
+                            self._thread = None
+                            return
+                    batch = self._take(self._queue)
+                    self._committing = True
+                self._commit_here(batch, self._committed)
+        finally:
             with self._lock:
-                self._committing = False
-                if not self._queue:
+                if self._thread is threading.current_thread():
+                    # Ended by something no command raised: the next command starts another.
+                    self._thread, self._committing = None, False
                     self._quiet.notify_all()
-                while not self._queue:
-                    idle = self._closed or not self._wake.wait(self._idle_exit)
-                    if idle and not self._queue:
-                        self._thread = None
-                        return
-                count = min(len(self._queue), self._max_batch)
-                batch = [self._queue.popleft() for _ in range(count)]
-                self._committing = True
-            answers = _Answers()
-            try:
-                self._drive(self._commit(batch, answers, self._committed))
-            except BaseException as error:  # handed to every caller
-                log.exception("group commit failed")
-                answers.fail_unanswered(batch, error)
-            finally:
-                answers.send()
 
     def _wait_until_quiet(self) -> None:
         with self._lock:
@@ -687,8 +705,7 @@ class GroupCommitRunner(CommandRunner):
         """
         try:
             while committer.queue:
-                count = min(len(committer.queue), self._max_batch)
-                batch = [committer.queue.popleft() for _ in range(count)]
+                batch = self._take(committer.queue)
                 answers = _Answers()
                 try:
                     await self._drive_async(self._commit(batch, answers, committer.committed))
@@ -719,13 +736,11 @@ class GroupCommitRunner(CommandRunner):
     def _drive(self, steps: _Steps[T]) -> T:
         """Run ``steps``, blocking on each request to the store."""
         answer: Any = None
-        error: BaseException | None = None
+        error: Exception | None = None
         while True:
-            try:
-                request = steps.send(answer) if error is None else steps.throw(error)
-            except StopIteration as done:
-                result: T = done.value
-                return result
+            done, request = _advance(steps, answer, error)
+            if done:
+                return cast(T, request)
             try:
                 answer, error = self._perform(request), None
             except Exception as failure:  # noqa: BLE001 - thrown into the steps
@@ -734,13 +749,11 @@ class GroupCommitRunner(CommandRunner):
     async def _drive_async(self, steps: _Steps[T]) -> T:
         """Run ``steps``, awaiting each request to the store on the running loop."""
         answer: Any = None
-        error: BaseException | None = None
+        error: Exception | None = None
         while True:
-            try:
-                request = steps.send(answer) if error is None else steps.throw(error)
-            except StopIteration as done:
-                result: T = done.value
-                return result
+            done, request = _advance(steps, answer, error)
+            if done:
+                return cast(T, request)
             try:
                 answer, error = await self._perform_async(request), None
             except Exception as failure:  # noqa: BLE001 - thrown into the steps
