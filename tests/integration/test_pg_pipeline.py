@@ -162,12 +162,14 @@ def test_a_failed_exchange_is_rolled_back_without_deallocating_anything(
 def test_an_error_of_ours_between_send_and_sync_leaves_nothing_behind(
     conn: psycopg.Connection[Any],
 ) -> None:
+    def decided_against_it() -> bool:
+        raise RuntimeError("decided against it")
+
     def fail_half_way(pipeline: Pipeline) -> PQGen[None]:
         pipeline.send_simple(b"BEGIN")
         pipeline.send(_INSERT, [int8_array([7])])
-        if pipeline:  # always: the exchange is a generator that fails before its first sync
-            raise RuntimeError("decided against it")
-        yield from pipeline.sync()
+        if not decided_against_it():  # raises: sent, never synced
+            yield from pipeline.sync()
 
     with pytest.raises(RuntimeError, match="decided against it"):
         pipelined(conn, fail_half_way)
