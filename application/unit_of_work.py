@@ -30,7 +30,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Callable, Collection, Generator, Iterable, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
@@ -482,6 +482,27 @@ the committer thread, blocking, and by a task on the callers' event loop,
 awaiting (the answer to a request is sent back in, its error thrown in)."""
 
 
+@contextlib.contextmanager
+def _answering(
+    batch: list[_Pending], loop: asyncio.AbstractEventLoop | None = None
+) -> Iterator[_Answers]:
+    """The answers of ``batch``, sent once it is over (at once on ``loop``, the one running).
+
+    What escapes the batch is every unanswered caller's answer; an exception
+    that is not an error (a cancellation...) is raised on after that.
+    """
+    answers = _Answers()
+    try:
+        yield answers
+    except BaseException as error:  # handed to every caller
+        log.exception("group commit failed")
+        answers.fail_unanswered(batch, error)
+        if not isinstance(error, Exception):
+            raise
+    finally:
+        answers.send(loop)
+
+
 def _advance(steps: _Steps[Any], answer: Any, error: Exception | None) -> tuple[bool, Any]:
     """Hand ``steps`` the last request's answer (or throw its error in).
 
@@ -645,16 +666,8 @@ class GroupCommitRunner(CommandRunner):
 
     def _commit_here(self, batch: list[_Pending], committed: _Committed) -> None:
         """Commit ``batch`` in this thread, blocking; every caller hears how it went."""
-        answers = _Answers()
-        try:
+        with _answering(batch) as answers:
             self._drive(self._commit(batch, answers, committed))
-        except BaseException as error:  # handed to every caller
-            log.exception("group commit failed")
-            answers.fail_unanswered(batch, error)
-            if not isinstance(error, Exception):
-                raise
-        finally:
-            answers.send()
 
     def _commit_loop(self) -> None:
         try:
@@ -706,16 +719,8 @@ class GroupCommitRunner(CommandRunner):
         try:
             while committer.queue:
                 batch = self._take(committer.queue)
-                answers = _Answers()
-                try:
+                with _answering(batch, loop) as answers:
                     await self._drive_async(self._commit(batch, answers, committer.committed))
-                except BaseException as error:  # handed to every caller
-                    log.exception("group commit failed")
-                    answers.fail_unanswered(batch, error)
-                    if not isinstance(error, Exception):
-                        raise
-                finally:
-                    answers.send(loop)
         finally:
             committer.task = None
             committer.idle.set()

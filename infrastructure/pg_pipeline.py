@@ -11,8 +11,9 @@ format is a few ``struct`` calls), every statement up to a sync goes out in
 one write, and the results come back as libpq gives them, still binary.
 
 The connection is a psycopg one from the library's pool, borrowed for the
-exchange and handed back idle (or in a failed transaction, for its owner to
-roll back), so the pool and psycopg find it as they left it.
+exchange and handed back idle: a failed exchange is rolled back on the wire
+first, and a connection left in an unknown state is closed, which the pool
+drops. psycopg and the pool find it as they left it.
 """
 
 from __future__ import annotations
