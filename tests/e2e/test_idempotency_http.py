@@ -180,6 +180,29 @@ def test_a_multipart_fingerprint_depends_neither_on_the_boundary_nor_on_the_chun
     assert digest(boundary, cuts) == digest("reference-boundary", [])
 
 
+def test_the_express_lanes_commands_are_idempotent_too(client: TestClient) -> None:
+    # Plays and reactions run in the command service's express lane, inside the
+    # idempotency middleware: a retried play is replayed, not counted twice.
+    ivan = token(client, "ivan")
+    boundary = "lane-boundary"
+    uploaded = client.post(
+        "/api/v1/tracks",
+        content=multipart(boundary, {"title": "Lane"}, "tone.wav", unique_wav(11)),
+        headers={**ivan, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert uploaded.status_code == 201
+    url = f"/api/v1/tracks/{uploaded.json()['id']}/plays"
+    headers = {**ivan, "Idempotency-Key": "play-once", "X-Request-ID": "lane-request-1"}
+    first = client.post(url, headers=headers)
+    assert first.status_code == 201
+    assert first.headers["x-request-id"] == "lane-request-1"
+    reached = head(client)
+    again = client.post(url, headers=headers)
+    assert (again.status_code, again.content) == (first.status_code, first.content)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert head(client) == reached
+
+
 def test_an_invalid_key_is_refused(client: TestClient) -> None:
     response = client.post(
         "/api/v1/auth/register", json=register_body("gina"), headers={"Idempotency-Key": "a b"}

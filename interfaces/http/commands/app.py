@@ -9,7 +9,7 @@ from infrastructure.settings import Settings
 from interfaces.http.commands import auth, playback, playlists, plays, reactions, tracks, users
 from interfaces.http.common import make_service
 from interfaces.http.idempotency import install_idempotency
-from interfaces.http.routing import include_flat
+from interfaces.http.routing import include_express
 
 
 def create_command_app(settings: Settings, container: Container | None = None) -> FastAPI:
@@ -20,14 +20,13 @@ def create_command_app(settings: Settings, container: Container | None = None) -
         settings,
         container if container is not None else (lambda: build(settings)),
     )
-    # Routes are matched in order: the most frequent commands first, on the
-    # app's own router (see include_flat).
-    include_flat(app, reactions.router)
-    include_flat(app, plays.router)
     app.include_router(playback.router)
     app.include_router(auth.router)
     app.include_router(users.router)
     app.include_router(playlists.router)
     app.include_router(tracks.router)
     install_idempotency(app)
+    # The most frequent commands, run before the router (see ExpressLane);
+    # last, so that the lane is the innermost middleware.
+    include_express(app, reactions.router, plays.router)
     return app
