@@ -79,13 +79,19 @@ def sync_endpoint(thing_id: UUID) -> Response:
     return JSONResponse({"thing": str(thing_id)})
 
 
-def build(route_class: type[APIRoute]) -> tuple[FastAPI, APIRouter]:
-    app = FastAPI()
-    install_error_handlers(app)
+def simple_routes(route_class: type[APIRoute]) -> APIRouter:
+    """A router with the routes of the direct shape."""
     router = APIRouter(prefix="/v1", route_class=route_class, dependencies=[Depends(audited)])
     router.add_api_route("/things/{thing_id}/marks/{kind}", mark, methods=["PUT", "DELETE"])
     router.add_api_route("/pages/{number}", page, methods=["GET"])
     router.add_api_route("/twice/{number}", page, methods=["GET"], dependencies=[Depends(who)])
+    return router
+
+
+def build(route_class: type[APIRoute]) -> tuple[FastAPI, APIRouter]:
+    app = FastAPI()
+    install_error_handlers(app)
+    router = simple_routes(route_class)
     router.add_api_route("/search", searched, methods=["GET"])
     router.add_api_route("/models/{thing_id}", as_model, methods=["GET"])
     router.add_api_route("/sync/{thing_id}", sync_endpoint, methods=["GET"])
@@ -229,10 +235,7 @@ def build_lane(*, lane: bool) -> FastAPI:
     install_error_handlers(app)
     app.add_exception_handler(418, on_teapot)
     app.add_middleware(RequestContext, json_limit=1024, multipart_limit=1024)
-    router = APIRouter(prefix="/v1", route_class=DirectRoute, dependencies=[Depends(audited)])
-    router.add_api_route("/things/{thing_id}/marks/{kind}", mark, methods=["PUT", "DELETE"])
-    router.add_api_route("/pages/{number}", page, methods=["GET"])
-    router.add_api_route("/twice/{number}", page, methods=["GET"], dependencies=[Depends(who)])
+    router = simple_routes(DirectRoute)
     router.add_api_route("/broken/{thing_id}", broken, methods=["POST"])
     router.add_api_route("/teapots/{thing_id}", teapot, methods=["POST"])
     if lane:
