@@ -176,7 +176,7 @@ class WorkersPort(socket.socket):
 
 
 def workers_port(host: str, port: int, backlog: int = 2048) -> WorkersPort:
-    """The port for several workers; ``OSError`` if anything else is bound to it."""
+    """The port for several workers; ``OSError`` if another service listens on it."""
     # Bound once without SO_REUSEPORT first: that fails for a port another
     # service listens on, even one whose sockets have SO_REUSEPORT too.
     _bound_socket(host, port, reuse_port=False).close()
